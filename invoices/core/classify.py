@@ -1,0 +1,229 @@
+"""Deciding an entry's category, wording and billable flag (billing semantics section 2).
+
+Tiers, first that decides wins: manual, rules, memory, language model. The model's answer is
+read from what the model tier stored; this module never calls it, it only judges the answer.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from invoices.core.policy import Policy
+
+TIER_MANUAL = "manual"
+TIER_RULE = "rule"
+TIER_MEMORY = "memory"
+TIER_LLM = "llm"
+TIER_NONE = ""
+
+DEFAULT_CONFIDENCE_THRESHOLD = Decimal("0.7")
+ONE = Decimal(1)
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_notes(notes: str) -> str:
+    """Lower-case, punctuation removed, whitespace collapsed: the memory key of section 2.3."""
+    lowered = unicodedata.normalize("NFKC", notes).casefold()
+    kept = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in lowered)
+    return _SPACES.sub(" ", kept).strip()
+
+
+@dataclass(frozen=True)
+class CategoryInfo:
+    key: str
+    name: str
+    billable: bool
+    billing_code: str = ""
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: int
+    category: str
+    priority: int = 100
+    client: int | None = None
+    task: str = ""
+    notes_regex: re.Pattern[str] | None = None
+    project: int | None = None
+
+    def matches(self, entry: EntryFacts) -> bool:
+        """Every matcher the rule sets must match (a rule sets at least one)."""
+        if self.task and entry.task.casefold() != self.task.casefold():
+            return False
+        if self.project is not None and entry.project != self.project:
+            return False
+        if self.notes_regex is not None and not self.notes_regex.search(entry.notes):
+            return False
+        return True
+
+
+def order_rules(rules: Iterable[Rule], client: int) -> list[Rule]:
+    """The client's own rules first, then firm-wide ones, each by priority then id."""
+    own = sorted((r for r in rules if r.client == client), key=lambda r: (r.priority, r.id))
+    firm = sorted((r for r in rules if r.client is None), key=lambda r: (r.priority, r.id))
+    return own + firm
+
+
+@dataclass(frozen=True)
+class EntryFacts:
+    id: int
+    client: int
+    project: int
+    project_billable: bool
+    task: str
+    notes: str
+    normalized_notes: str
+    tracker_billable: bool
+
+
+@dataclass(frozen=True)
+class ManualDecision:
+    category: str | None = None
+    billable: bool | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ModelAnswer:
+    """The model tier's stored answer; `category` is None when it abstained (see `note`)."""
+
+    category: str | None
+    description: str = ""
+    confidence: Decimal | None = None
+    note: str = ""
+
+
+# Marks notes whose approved history disagrees: memory then does not decide.
+AMBIGUOUS = "\x00ambiguous"
+
+
+def build_memory(approved: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """normalized notes -> category from approved entries; disagreeing history is AMBIGUOUS."""
+    memory: dict[str, str] = {}
+    for notes, category in approved:
+        if not notes:
+            continue
+        seen = memory.get(notes)
+        memory[notes] = category if seen in (None, category) else AMBIGUOUS
+    return memory
+
+
+@dataclass(frozen=True)
+class Decision:
+    category: str | None
+    description: str
+    tier: str
+    rule_id: int | None
+    confidence: Decimal | None
+    billable: bool
+    billing_code: str
+    needs_review: bool
+    reason: str
+
+
+def classify(
+    entry: EntryFacts,
+    *,
+    policy: Policy,
+    categories: Mapping[str, CategoryInfo],
+    rules: Sequence[Rule],
+    memory: Mapping[str, str],
+    manual: ManualDecision | None = None,
+    model: ModelAnswer | None = None,
+    model_reason: str = "no rule or approved history matched",
+    threshold: Decimal = DEFAULT_CONFIDENCE_THRESHOLD,
+) -> Decision:
+    """Decide one entry. `rules` must already be in order (see `order_rules`).
+
+    `model_reason` is what an undecided entry is told when there is no model answer: the
+    caller knows whether the model tier is configured, pending, or failed.
+    """
+    manual = manual or ManualDecision()
+    category, tier, rule_id, confidence = None, TIER_NONE, None, None
+    description = ""
+    reason = ""
+
+    if manual.category:
+        category, tier, confidence = manual.category, TIER_MANUAL, ONE
+    if category is None:
+        for rule in rules:
+            if rule.matches(entry):
+                category, tier, rule_id, confidence = rule.category, TIER_RULE, rule.id, ONE
+                break
+    if category is None:
+        remembered = memory.get(entry.normalized_notes) if entry.normalized_notes else None
+        if remembered == AMBIGUOUS:
+            reason = "approved history for this note disagrees on the category"
+        elif remembered is not None:
+            category, tier, confidence = remembered, TIER_MEMORY, ONE
+    if category is None and not reason:
+        reason, model_choice = _judge_model(model, categories, threshold, model_reason)
+        if model_choice is not None:
+            category, tier, confidence = model_choice, TIER_LLM, model.confidence
+            description = model.description.strip()
+    if manual.description.strip():
+        description = manual.description.strip()
+    if not description:
+        description = entry.notes.strip()
+
+    inherently_free = not entry.tracker_billable or not entry.project_billable
+    info = categories.get(category) if category else None
+    if category and info is None:
+        # A category deleted from configuration: never bill against a name we cannot show.
+        category, tier, rule_id, confidence = None, TIER_NONE, None, None
+        reason = "its category no longer exists"
+
+    if info is None:
+        billable = bool(manual.billable) and not inherently_free
+        if manual.billable is False or (inherently_free and manual.billable is None):
+            # Bills nothing whatever its category: never pending for want of one.
+            return Decision(None, description, TIER_MANUAL if manual.billable is False else TIER_NONE,
+                            None, None, False, "", False, "")
+        return Decision(None, description, TIER_NONE, None, None, billable, "", True,
+                        f"no category: {reason}")
+
+    if manual.billable is not None:
+        billable = manual.billable
+        if tier != TIER_MANUAL and manual.billable != _default_billable(entry, info, policy):
+            tier, confidence = TIER_MANUAL, ONE
+    else:
+        billable = _default_billable(entry, info, policy)
+
+    code = policy.billing_codes.get(info.key) or info.billing_code
+    if billable and policy.require_billing_codes and not code:
+        return Decision(info.key, description, tier, rule_id, confidence, billable, "", True,
+                        f"no billing code for category '{info.key}' (the client requires one)")
+    return Decision(info.key, description, tier, rule_id, confidence, billable, code, False, "")
+
+
+def _default_billable(entry: EntryFacts, info: CategoryInfo, policy: Policy) -> bool:
+    return (
+        entry.tracker_billable
+        and entry.project_billable
+        and info.billable
+        and info.key not in policy.non_billable_categories
+    )
+
+
+def _judge_model(
+    model: ModelAnswer | None,
+    categories: Mapping[str, CategoryInfo],
+    threshold: Decimal,
+    model_reason: str,
+) -> tuple[str, str | None]:
+    """(reason, category): the model's category when its answer may decide, else why not."""
+    if model is None:
+        return model_reason, None
+    if model.category is None:
+        return f"model abstained: {model.note or 'no answer'}", None
+    if model.category not in categories:
+        return f"model chose '{model.category}', which is not an allowed category", None
+    if model.confidence is None or model.confidence < threshold:
+        return (f"model confidence {model.confidence} is below the threshold {threshold}",
+                None)
+    return "", model.category

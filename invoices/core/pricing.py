@@ -1,0 +1,331 @@
+"""Classified entries -> invoice lines and totals (billing semantics sections 4, 5, 6 and 7)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+
+from invoices.core.policy import GroupBy, Policy, RoundingLocus
+from invoices.core.rates import RateMatch, RateTable
+from invoices.core.rounding import (
+    percent_of,
+    round_money,
+    round_quantity,
+    round_rate,
+    round_to_increment,
+)
+
+KIND_TIME = "time"
+KIND_NO_CHARGE = "no_charge"
+KIND_CAP = "cap"
+KIND_DISCOUNT = "discount"
+
+FLAG_CAP_APPLIED = "cap_applied"
+FLAG_ZERO_TOTAL = "zero_total"
+FLAG_PENDING = "pending"
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class PricedEntry:
+    """Everything pricing needs to know of one classified entry, as plain values."""
+
+    id: int
+    date: dt.date
+    seconds: int
+    person: int
+    person_name: str
+    role: str
+    project: int
+    project_code: str
+    project_name: str
+    task: str
+    category: str | None
+    category_name: str
+    description: str
+    source_label: str
+    billable: bool
+    billing_code: str
+    needs_review: bool
+    review_reason: str = ""
+
+
+@dataclass
+class EntryPlacement:
+    entry_id: int
+    state: str  # "billed", "no_charge" or "pending"
+    raw_seconds: int
+    billed_seconds: int = 0
+    pending_reason: str = ""
+
+
+@dataclass
+class LineDraft:
+    kind: str
+    description: str
+    quantity: Decimal
+    unit_price: Decimal
+    amount: Decimal
+    category: str | None = None
+    billing_code: str = ""
+    project: int | None = None
+    person: int | None = None
+    first_date: dt.date | None = None
+    project_code: str = ""
+    project_name: str = ""
+    entries: list[EntryPlacement] = field(default_factory=list)
+    derivation: dict = field(default_factory=dict)
+    sort_key: tuple = field(default=(), repr=False, compare=False)
+
+
+@dataclass
+class InvoiceDraft:
+    lines: list[LineDraft]
+    pending: list[EntryPlacement]
+    subtotal: Decimal
+    adjustments: Decimal
+    discount: Decimal
+    total: Decimal
+    flags: list[str]
+
+    @property
+    def placements(self) -> list[EntryPlacement]:
+        return [p for line in self.lines for p in line.entries] + self.pending
+
+
+class PricingError(ValueError):
+    pass
+
+
+def billed_minutes(seconds: int, policy: Policy) -> Fraction:
+    """Section 4 steps 1-3 for one entry: exact raw minutes, the minimum, then the increment
+    (step 3 only with `locus: entry`; with `locus: line` the line rounds once instead)."""
+    minutes = max(Fraction(seconds, 60), Fraction(policy.minimum_minutes))
+    if policy.rounding_locus == RoundingLocus.ENTRY:
+        minutes = round_to_increment(minutes, policy.increment_minutes, policy.rounding_mode)
+    return minutes
+
+
+@dataclass
+class _Group:
+    kind: str
+    entries: list[PricedEntry] = field(default_factory=list)
+    minutes: list[Fraction] = field(default_factory=list)
+    match: RateMatch | None = None
+    multiplier: Decimal = Decimal(1)
+    unit_price: Decimal = ZERO
+    billing_code: str = ""
+
+
+def _group_part(entry: PricedEntry, group_by: GroupBy) -> tuple:
+    if group_by == GroupBy.ENTRY:
+        return ("entry", entry.id)
+    if group_by == GroupBy.CATEGORY:
+        return ("category", entry.category)
+    if group_by == GroupBy.CATEGORY_PERSON:
+        return ("category_person", entry.category, entry.person)
+    return ("task", entry.task.casefold())
+
+
+def _describe(entry: PricedEntry, group_by: GroupBy) -> str:
+    if group_by == GroupBy.ENTRY:
+        return entry.description
+    if group_by == GroupBy.CATEGORY_PERSON:
+        return f"{entry.category_name} - {entry.person_name}"
+    if group_by == GroupBy.CATEGORY:
+        return entry.category_name
+    return entry.task or entry.category_name
+
+
+def price_invoice(
+    entries: Iterable[PricedEntry], *, policy: Policy, rates: RateTable, client: int
+) -> InvoiceDraft:
+    """One invoice's lines and totals from its entries, per the billing semantics."""
+    groups: dict[tuple, _Group] = {}
+    pending: list[EntryPlacement] = []
+    has_billable = False
+
+    for entry in entries:
+        if entry.needs_review:
+            pending.append(
+                EntryPlacement(entry.id, "pending", entry.seconds, pending_reason=entry.review_reason)
+            )
+            continue
+        part = _group_part(entry, policy.group_lines_by)
+        if not entry.billable:
+            if policy.show_non_billable:
+                group = groups.setdefault((KIND_NO_CHARGE, entry.project, part), _Group(KIND_NO_CHARGE))
+                group.entries.append(entry)
+                group.minutes.append(Fraction(entry.seconds, 60))
+            continue
+        match = rates.resolve(
+            day=entry.date, client=client, project=entry.project, person=entry.person, role=entry.role
+        )
+        if match is None:
+            pending.append(EntryPlacement(
+                entry.id, "pending", entry.seconds,
+                pending_reason=f"no rate: none of the 9 rate levels covers {entry.person_name} "
+                f"on {entry.project_code or entry.project_name} on {entry.date.isoformat()}",
+            ))
+            continue
+        has_billable = True
+        multiplier = policy.rate_multipliers.get(entry.category or "", Decimal(1))
+        unit_price = round_rate(match.row.rate * multiplier)
+        key = (KIND_TIME, entry.project, unit_price, entry.billing_code, part)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Group(
+                KIND_TIME, match=match, multiplier=multiplier, unit_price=unit_price,
+                billing_code=entry.billing_code,
+            )
+        group.entries.append(entry)
+        group.minutes.append(billed_minutes(entry.seconds, policy))
+
+    lines = [_build_line(group, policy) for group in groups.values()]
+    lines.sort(key=lambda line: line.sort_key)
+    lines.extend(_adjustment_lines(lines, policy))
+
+    subtotal = sum((ln.amount for ln in lines if ln.kind == KIND_TIME), ZERO)
+    adjustments = sum((ln.amount for ln in lines if ln.kind == KIND_CAP), ZERO)
+    discount = sum((ln.amount for ln in lines if ln.kind == KIND_DISCOUNT), ZERO)
+    total = subtotal + adjustments + discount
+    if total < 0:
+        raise PricingError(f"total {total} is negative; check the discount and caps")
+
+    flags = []
+    if adjustments:
+        flags.append(FLAG_CAP_APPLIED)
+    if has_billable and total == 0:
+        flags.append(FLAG_ZERO_TOTAL)
+    if pending:
+        flags.append(FLAG_PENDING)
+    return InvoiceDraft(lines, pending, subtotal, adjustments, discount, total, flags)
+
+
+def _build_line(group: _Group, policy: Policy) -> LineDraft:
+    first = min(group.entries, key=lambda e: (e.date, e.id))
+    description = _describe(first, policy.group_lines_by)
+    raw_seconds = sum(e.seconds for e in group.entries)
+    sources: dict[str, int] = {}
+    for entry in group.entries:
+        sources[entry.source_label] = sources.get(entry.source_label, 0) + 1
+    derivation: dict = {
+        "entries": len(group.entries),
+        "raw_minutes": _minutes_str(Fraction(raw_seconds, 60)),
+        "classified_by": dict(sorted(sources.items())),
+    }
+    person_name = first.person_name if policy.group_lines_by in (
+        GroupBy.ENTRY, GroupBy.CATEGORY_PERSON) else ""
+
+    if group.kind == KIND_NO_CHARGE:
+        quantity = round_quantity(Fraction(raw_seconds, 3600))
+        placements = [EntryPlacement(e.id, "no_charge", e.seconds) for e in group.entries]
+        line = LineDraft(
+            KIND_NO_CHARGE, f"{description} (No charge)", quantity, ZERO, ZERO,
+            category=first.category, project=first.project, first_date=first.date,
+            person=first.person if person_name else None, entries=placements,
+        )
+        derivation["note"] = "non-billable: raw hours shown, no charge"
+    else:
+        entry_minutes = sum(group.minutes, Fraction(0))
+        line_rounded = policy.rounding_locus == RoundingLocus.LINE and policy.increment_minutes
+        if line_rounded:
+            entry_minutes = round_to_increment(
+                entry_minutes, policy.increment_minutes, policy.rounding_mode
+            )
+        quantity = round_quantity(entry_minutes / 60)
+        amount = round_money(quantity * group.unit_price, policy.currency)
+        placements = [
+            EntryPlacement(e.id, "billed", e.seconds, billed_seconds=_whole_seconds(m))
+            for e, m in zip(group.entries, group.minutes, strict=True)
+        ]
+        row = group.match.row
+        derivation.update({
+            "billed_minutes": _minutes_str(entry_minutes),
+            "rate": {
+                "row": row.id, "level": int(group.match.level), "level_label": group.match.level.label,
+                "rate": str(row.rate),
+                "from": row.valid_from.isoformat() if row.valid_from else None,
+                "to": row.valid_to.isoformat() if row.valid_to else None,
+            },
+            "multiplier": str(group.multiplier),
+            "unit_price": str(group.unit_price),
+            "rounding": {
+                "increment_minutes": policy.increment_minutes,
+                "mode": str(policy.rounding_mode),
+                "locus": str(policy.rounding_locus),
+                "minimum_minutes": policy.minimum_minutes,
+            },
+            "arithmetic": f"{quantity} h x {group.unit_price} = {amount} {policy.currency}",
+        })
+        line = LineDraft(
+            KIND_TIME, description, quantity, group.unit_price, amount,
+            category=first.category, billing_code=group.billing_code, project=first.project,
+            person=first.person if person_name else None, first_date=first.date,
+            entries=placements,
+        )
+    line.derivation = derivation
+    # Section 6: by first entry date, then person name, then category name.
+    line.sort_key = (
+        first.date, person_name.casefold(), first.category_name.casefold(),
+        line.description.casefold(), first.id,
+    )
+    line.project_code = first.project_code
+    line.project_name = first.project_name
+    return line
+
+
+def _adjustment_lines(lines: Sequence[LineDraft], policy: Policy) -> list[LineDraft]:
+    adjustments: list[LineDraft] = []
+    by_project: dict[str, tuple[str, int | None, Decimal]] = {}
+    for line in lines:
+        if line.kind != KIND_TIME:
+            continue
+        name, project, total = by_project.get(
+            line.project_code, (line.project_name, line.project, ZERO)
+        )
+        by_project[line.project_code] = (name, project, total + line.amount)
+    cap_total = ZERO
+    for code, cap in sorted(policy.caps.items()):
+        if code not in by_project:
+            continue
+        name, project, billed = by_project[code]
+        if billed > cap:
+            excess = billed - cap
+            cap_total -= excess
+            adjustments.append(LineDraft(
+                KIND_CAP, f"Not-to-exceed adjustment ({name})", Decimal(1), -excess, -excess,
+                project=project,
+                derivation={"cap": {"project": code, "amount": str(cap), "billed": str(billed),
+                                    "excess": str(excess)},
+                            "arithmetic": f"-({billed} - {cap}) = {-excess} {policy.currency}"},
+            ))
+    if policy.discount_percent > 0:
+        subtotal = sum((ln.amount for ln in lines if ln.kind == KIND_TIME), ZERO)
+        base = subtotal + cap_total
+        discount = -percent_of(base, policy.discount_percent, policy.currency)
+        adjustments.append(LineDraft(
+            KIND_DISCOUNT, f"Discount ({policy.discount_percent.normalize():f}%)", Decimal(1),
+            discount, discount,
+            derivation={"discount": {"percent": str(policy.discount_percent), "base": str(base)},
+                        "arithmetic": f"-round({base} x {policy.discount_percent} / 100) = "
+                                      f"{discount} {policy.currency}"},
+        ))
+    return adjustments
+
+
+def _whole_seconds(minutes: Fraction) -> int:
+    seconds = minutes * 60
+    if seconds.denominator != 1:
+        raise PricingError(f"billed duration {minutes} min is not a whole number of seconds")
+    return int(seconds)
+
+
+def _minutes_str(minutes: Fraction) -> str:
+    if minutes.denominator == 1:
+        return str(minutes.numerator)
+    return str(round_quantity(minutes))
