@@ -7,7 +7,6 @@ read from what the model tier stored; this module never calls it, it only judges
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,16 +21,6 @@ TIER_NONE = ""
 
 DEFAULT_CONFIDENCE_THRESHOLD = Decimal("0.7")
 ONE = Decimal(1)
-
-_SPACES = re.compile(r"\s+")
-
-
-def normalize_notes(notes: str) -> str:
-    """Lower-case, punctuation removed, whitespace collapsed: the memory key of section 2.3."""
-    lowered = unicodedata.normalize("NFKC", notes).casefold()
-    kept = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in lowered)
-    return _SPACES.sub(" ", kept).strip()
-
 
 @dataclass(frozen=True)
 class CategoryInfo:

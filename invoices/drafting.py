@@ -1,0 +1,251 @@
+"""Builds invoice drafts for a period: rows -> `invoices.core` -> Invoice, lines and links.
+
+Each client is drafted in its own transaction under a row lock on the client, so two drafting
+runs for the same client (same or overlapping periods) take turns; the partial unique index
+`entry_on_one_live_invoice` is the final guarantee that an entry is never billed twice.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from invoices.classification import classify_entries, entries_to_classify
+from invoices.configuration import Configuration, load_configuration
+from invoices.core.pricing import InvoiceDraft, PricedEntry, price_invoice
+from invoices.models import (
+    Flag,
+    Invoice,
+    InvoiceEntry,
+    InvoiceEvent,
+    InvoiceLine,
+    InvoiceStatus,
+)
+from timesheets.models import Client, TimeEntry
+
+
+class DraftingError(Exception):
+    """A draft could not be built; the message says why, for ops staff."""
+
+
+@dataclass(frozen=True)
+class Period:
+    start: dt.date
+    end: dt.date
+
+    def __post_init__(self) -> None:
+        if self.start > self.end:
+            raise ValueError(f"period starts {self.start} after it ends {self.end}")
+
+    @classmethod
+    def month(cls, text: str) -> Period:
+        """'2026-10' -> 2026-10-01..2026-10-31."""
+        try:
+            year, month = (int(part) for part in text.split("-"))
+            last = calendar.monthrange(year, month)[1]
+        except (ValueError, calendar.IllegalMonthError) as exc:
+            raise ValueError(f"not a month (YYYY-MM): {text!r}") from exc
+        return cls(dt.date(year, month, 1), dt.date(year, month, last))
+
+    def __str__(self) -> str:
+        return f"{self.start.isoformat()}..{self.end.isoformat()}"
+
+
+@dataclass
+class DraftSummary:
+    period: Period
+    invoices: list[Invoice] = field(default_factory=list)
+    created: int = 0
+    rebuilt: int = 0
+    removed: int = 0
+    frozen: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.period}: {len(self.invoices)} draft(s) ({self.created} new, {self.rebuilt} "
+            f"rebuilt), {self.removed} emptied draft(s) removed, {self.frozen} approved left as is"
+        )
+
+
+def draft_invoices(
+    *, period: Period, client_ids: Iterable[int] | None = None, user=None
+) -> DraftSummary:
+    """Draft (or rebuild) every client's invoice for `period`. Idempotent: drafting twice
+    rebuilds the same drafts in place; approved and void invoices are never touched."""
+    scope = TimeEntry.objects.filter(date__gte=period.start, date__lte=period.end)
+    if client_ids is not None:
+        scope = scope.filter(client_id__in=list(client_ids))
+    ids = sorted(set(scope.values_list("client_id", flat=True)))
+    # Rules may have changed since import: classify the period first (deterministic tiers).
+    classify_entries(entries_to_classify(client_ids=ids, start=period.start, end=period.end))
+    config = load_configuration(ids)
+    summary = DraftSummary(period=period)
+    for client_id in ids:
+        _draft_client(client_id, period, config, summary, user)
+    return summary
+
+
+def rebuild_invoice(invoice: Invoice, *, user=None) -> Invoice | None:
+    """Rebuild one draft (after a correction). Returns the rebuilt draft, or None if the
+    client's period has nothing left to draft."""
+    if invoice.status != InvoiceStatus.DRAFT:
+        raise DraftingError(f"{invoice.number} is {invoice.get_status_display().lower()}; "
+                            "only drafts are rebuilt")
+    summary = draft_invoices(
+        period=Period(invoice.period_start, invoice.period_end),
+        client_ids=[invoice.client_id],
+        user=user,
+    )
+    return next((inv for inv in summary.invoices if inv.project_id == invoice.project_id), None)
+
+
+def _draft_client(
+    client_id: int, period: Period, config: Configuration, summary: DraftSummary, user
+) -> None:
+    policy = config.policy(client_id)
+    with transaction.atomic():
+        # Serializes drafting per client: a concurrent run waits here, then sees our result.
+        Client.objects.select_for_update().get(pk=client_id)
+        live = list(
+            Invoice.objects.filter(
+                client_id=client_id, period_start=period.start, period_end=period.end
+            ).exclude(status=InvoiceStatus.VOID)
+        )
+        drafts = {inv.project_id: inv for inv in live if inv.status == InvoiceStatus.DRAFT}
+        summary.frozen += sum(1 for inv in live if inv.status != InvoiceStatus.DRAFT)
+        frozen_scopes = {inv.project_id for inv in live if inv.status != InvoiceStatus.DRAFT}
+        if drafts:
+            # Release the drafts' entries; they are re-placed below, in this transaction.
+            InvoiceEntry.objects.filter(invoice__in=drafts.values()).delete()
+            InvoiceLine.objects.filter(invoice__in=drafts.values()).delete()
+
+        entries = (
+            TimeEntry.objects.filter(
+                client_id=client_id, date__gte=period.start, date__lte=period.end
+            )
+            .exclude(invoice_links__is_live=True)
+            .select_related("person", "project", "classification", "classification__category")
+            .order_by("date", "id")
+        )
+        scopes: dict[int | None, list[PricedEntry]] = defaultdict(list)
+        for entry in entries:
+            scope = entry.project_id if policy.invoice_per_project else None
+            if scope in frozen_scopes:
+                continue  # the scope's invoice is approved; late entries wait for a new period
+            scopes[scope].append(_priced(entry))
+
+        for scope in sorted(set(drafts) | set(scopes), key=lambda s: (s is not None, s or 0)):
+            draft = drafts.get(scope)
+            priced = scopes.get(scope, [])
+            if not priced:
+                if draft is not None:
+                    draft.delete()
+                    summary.removed += 1
+                continue
+            result = price_invoice(priced, policy=policy, rates=config.rates, client=client_id)
+            invoice = _save(draft, result, client_id, scope, period, config, user)
+            summary.invoices.append(invoice)
+            if draft is None:
+                summary.created += 1
+            else:
+                summary.rebuilt += 1
+
+
+def _priced(entry: TimeEntry) -> PricedEntry:
+    c = getattr(entry, "classification", None)
+    category = c.category if c else None
+    return PricedEntry(
+        id=entry.id,
+        date=entry.date,
+        seconds=entry.duration_seconds,
+        person=entry.person_id,
+        person_name=entry.person.name,
+        role=entry.person.role,
+        project=entry.project_id,
+        project_code=entry.project.code or entry.project.name,
+        project_name=entry.project.name,
+        task=entry.task,
+        category=category.key if category else None,
+        category_name=category.name if category else "Uncategorized",
+        description=(c.description if c else "") or entry.notes,
+        source_label=c.source_label if c else "Undecided",
+        billable=c.billable if c else False,
+        billing_code=c.billing_code if c else "",
+        needs_review=c.needs_review if c else True,
+        review_reason=(c.review_reason if c else "") or "not classified yet",
+    )
+
+
+def _save(draft, result: InvoiceDraft, client_id, scope, period, config, user) -> Invoice:
+    policy = config.policy(client_id)
+    now = timezone.now()
+    issue = period.end
+    values = {
+        "currency": policy.currency,
+        "issue_date": issue,
+        "due_date": issue + dt.timedelta(days=policy.payment_terms_days),
+        "subtotal": result.subtotal,
+        "adjustments": result.adjustments,
+        "discount": result.discount,
+        "total": result.total,
+        "flags": [Flag(f) for f in result.flags],
+        "policy_snapshot": policy.snapshot(),
+        "drafted_at": now,
+    }
+    if draft is None:
+        invoice = Invoice.objects.create(
+            client_id=client_id, project_id=scope, period_start=period.start,
+            period_end=period.end, **values,
+        )
+        InvoiceEvent.objects.create(invoice=invoice, action="drafted", actor=user,
+                                    detail={"total": str(result.total)})
+    else:
+        before = str(draft.total)
+        for name, value in values.items():
+            setattr(draft, name, value)
+        draft.save()
+        invoice = draft
+        if before != str(result.total):
+            InvoiceEvent.objects.create(invoice=invoice, action="rebuilt", actor=user,
+                                        detail={"total": {"before": before,
+                                                          "after": str(result.total)}})
+
+    lines = InvoiceLine.objects.bulk_create(
+        InvoiceLine(
+            invoice=invoice, position=position, kind=line.kind, description=line.description,
+            category_id=config.category_ids.get(line.category) if line.category else None,
+            billing_code=line.billing_code, project_id=line.project,
+            person_id=line.person, quantity=line.quantity, unit_price=line.unit_price,
+            amount=line.amount, first_date=line.first_date, derivation=line.derivation,
+        )
+        for position, line in enumerate(result.lines, start=1)
+    )
+    links = [
+        InvoiceEntry(
+            invoice=invoice, line=saved, entry_id=p.entry_id, state=p.state,
+            raw_seconds=p.raw_seconds, billed_seconds=p.billed_seconds,
+        )
+        for saved, line in zip(lines, result.lines, strict=True)
+        for p in line.entries
+    ]
+    links += [
+        InvoiceEntry(
+            invoice=invoice, line=None, entry_id=p.entry_id, state=p.state,
+            raw_seconds=p.raw_seconds, pending_reason=p.pending_reason[:300],
+        )
+        for p in result.pending
+    ]
+    try:
+        InvoiceEntry.objects.bulk_create(links, batch_size=5000)
+    except IntegrityError as exc:
+        raise DraftingError(
+            f"an entry of {invoice.client} is already on another live invoice; "
+            "void that invoice first if it should be billed here"
+        ) from exc
+    return invoice

@@ -1,0 +1,122 @@
+"""The machine-readable face of the product: a period's invoices as JSON (and lines as CSV).
+
+The JSON shape is documented in docs/invoice-export.md and versioned by its `format` field;
+change it only by adding fields, or by a new format version.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from decimal import Decimal
+
+from invoices.drafting import Period
+from invoices.models import Invoice, InvoiceEntry, InvoiceLine, InvoiceStatus
+
+FORMAT = "billables.invoices/1"
+
+# A cell starting with one of these is run as a formula by spreadsheet programs (CSV injection).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def export_period(*, period: Period, include_void: bool = False) -> dict:
+    invoices = (
+        Invoice.objects.filter(period_start__gte=period.start, period_end__lte=period.end)
+        .select_related("client", "project")
+        .order_by("client__name", "project__code", "project__name", "id")
+    )
+    if not include_void:
+        invoices = invoices.exclude(status=InvoiceStatus.VOID)
+    invoices = list(invoices)
+    links = (
+        InvoiceEntry.objects.filter(invoice__in=invoices)
+        .select_related("entry", "entry__person", "line")
+        .order_by("entry__date", "entry__id")
+    )
+    keys_by_line: dict[int, list[str]] = defaultdict(list)
+    pending_by_invoice: dict[int, list[dict]] = defaultdict(list)
+    for link in links:
+        if link.line_id is not None:
+            keys_by_line[link.line_id].append(link.entry.key)
+        else:
+            entry = link.entry
+            pending_by_invoice[link.invoice_id].append({
+                "entry": entry.key,
+                "date": entry.date.isoformat(),
+                "person": entry.person.name,
+                "hours": str(Decimal(entry.duration_seconds) / 3600),
+                "notes": entry.notes,
+                "reason": link.pending_reason,
+            })
+    lines_by_invoice = defaultdict(list)
+    lines = InvoiceLine.objects.filter(invoice__in=invoices).select_related("category")
+    for line in lines.order_by("invoice_id", "position"):
+        lines_by_invoice[line.invoice_id].append(line)
+    return {
+        "format": FORMAT,
+        "period": {"start": period.start.isoformat(), "end": period.end.isoformat()},
+        "invoices": [
+            {
+                "number": inv.number,
+                "client": inv.client.name,
+                "project": (
+                    {"code": inv.project.code, "name": inv.project.name} if inv.project else None
+                ),
+                "currency": inv.currency,
+                "status": inv.status,
+                "issue_date": inv.issue_date.isoformat(),
+                "due_date": inv.due_date.isoformat(),
+                "lines": [
+                    {
+                        "kind": line.kind,
+                        "description": line.description,
+                        "category": line.category.key if line.category else None,
+                        "code": line.billing_code or None,
+                        "quantity": str(line.quantity),
+                        "unit_price": str(line.unit_price),
+                        "amount": str(line.amount),
+                        "entries": keys_by_line.get(line.id, []),
+                    }
+                    for line in lines_by_invoice[inv.id]
+                ],
+                "subtotal": str(inv.subtotal),
+                "adjustments": str(inv.adjustments),
+                "discount": str(inv.discount),
+                "total": str(inv.total),
+                "flags": list(inv.flags),
+                "pending": pending_by_invoice.get(inv.id, []),
+            }
+            for inv in invoices
+        ],
+    }
+
+
+def safe_cell(value) -> str:
+    """A value for a CSV cell that a spreadsheet shows as text, never runs as a formula."""
+    if isinstance(value, Decimal | int):
+        return str(value)
+    text = "" if value is None else str(value)
+    if text.startswith(FORMULA_TRIGGERS):
+        return "'" + text
+    return text
+
+
+CSV_COLUMNS = ["invoice", "client", "currency", "status", "line", "kind", "description",
+               "category", "code", "quantity", "unit_price", "amount"]
+
+
+def period_lines_csv(document: dict) -> str:
+    """The lines of an exported period as CSV, every text cell neutralised."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for inv in document["invoices"]:
+        for position, line in enumerate(inv["lines"], start=1):
+            writer.writerow([
+                safe_cell(inv["number"]), safe_cell(inv["client"]), inv["currency"],
+                inv["status"], position, line["kind"], safe_cell(line["description"]),
+                safe_cell(line["category"]), safe_cell(line["code"]),
+                Decimal(line["quantity"]), Decimal(line["unit_price"]), Decimal(line["amount"]),
+            ])
+    return out.getvalue()

@@ -1,0 +1,92 @@
+"""Reviewer corrections and reactions to new source data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.utils import timezone
+
+from invoices.classification import classify_entries, entries_to_classify
+from invoices.drafting import rebuild_invoice
+from invoices.models import Category, Classification, Flag, Invoice, InvoiceEvent, InvoiceStatus
+from timesheets.models import TimeEntry
+
+UNSET = object()
+
+
+class CorrectionRefused(Exception):
+    pass
+
+
+def correct_entry(
+    *,
+    entry: TimeEntry,
+    user,
+    category: Category | None | object = UNSET,
+    billable: bool | None | object = UNSET,
+    description: str | object = UNSET,
+) -> Invoice | None:
+    """A reviewer's decision (tier 1: always wins, survives re-runs). Rebuilds the draft the
+    entry is on, and returns it."""
+    if entry.locked:
+        raise CorrectionRefused("the entry is on an approved invoice; void the invoice first")
+    with transaction.atomic():
+        classification, _ = Classification.objects.select_for_update().get_or_create(entry=entry)
+        before = {
+            "category": classification.manual_category_id,
+            "billable": classification.manual_billable,
+            "description": classification.manual_description,
+        }
+        if category is not UNSET:
+            classification.manual_category = category
+        if billable is not UNSET:
+            classification.manual_billable = billable
+        if description is not UNSET:
+            classification.manual_description = (description or "").strip()
+        classification.manual_by, classification.manual_at = user, timezone.now()
+        classification.save()
+        classify_entries(entries_to_classify(entry_ids=[entry.id]))
+        draft = Invoice.objects.filter(
+            entry_links__entry=entry, entry_links__is_live=True, status=InvoiceStatus.DRAFT
+        ).first()
+        if draft is not None:
+            InvoiceEvent.objects.create(
+                invoice=draft, action="corrected", actor=user,
+                detail={"entry": entry.key, "before": before, "after": {
+                    "category": classification.manual_category_id,
+                    "billable": classification.manual_billable,
+                    "description": classification.manual_description,
+                }},
+            )
+    return rebuild_invoice(draft, user=user) if draft is not None else None
+
+
+def on_entries_imported(*, entry_ids: Iterable[int], frozen_entry_ids: Iterable[int]) -> None:
+    """After an import commits: classify what changed, mark drafts holding changed entries
+    stale (they must be rebuilt before approval), flag approved invoices whose source changed
+    (billing semantics section 8: never silently re-billed or dropped)."""
+    entry_ids, frozen_entry_ids = list(entry_ids), list(frozen_entry_ids)
+    if entry_ids:
+        classify_entries(entries_to_classify(entry_ids=entry_ids))
+        _add_flag(
+            Invoice.objects.filter(status=InvoiceStatus.DRAFT, entry_links__is_live=True,
+                                   entry_links__entry_id__in=entry_ids),
+            Flag.STALE,
+        )
+    if frozen_entry_ids:
+        _add_flag(
+            Invoice.objects.filter(status=InvoiceStatus.APPROVED, entry_links__is_live=True,
+                                   entry_links__entry_id__in=frozen_entry_ids),
+            Flag.SOURCE_CHANGED,
+        )
+
+
+def _add_flag(invoices, flag: Flag) -> None:
+    ids = set(invoices.values_list("id", flat=True))
+    with transaction.atomic():
+        for invoice in Invoice.objects.filter(id__in=ids).select_for_update():
+            if flag not in invoice.flags:
+                invoice.flags = [*invoice.flags, flag]
+                invoice.save(update_fields=["flags"])
+                InvoiceEvent.objects.create(invoice=invoice, action=f"flagged {flag}", detail={})
