@@ -1,0 +1,36 @@
+# Sourced by bin/demo and bin/test: a Python environment with the project installed, and a
+# running PostgreSQL. Safe to run again; it only does what is missing.
+
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/billables}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+ensure_python() {
+    local stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+    if [ ! -x .venv/bin/python ]; then
+        python3 -m venv .venv
+    fi
+    if [ ! -f "$stamp" ]; then
+        echo "Installing Python dependencies..."
+        .venv/bin/pip install --quiet --upgrade pip
+        .venv/bin/pip install --quiet -e ".[test]"
+        rm -f .venv/.installed-* && touch "$stamp"
+    fi
+}
+
+ensure_postgres() {
+    if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+        return
+    fi
+    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+        echo "Installing PostgreSQL from Debian's packages..."
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    fi
+    echo "Starting PostgreSQL..."
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+    for _ in $(seq 1 30); do
+        pg_isready -q -h 127.0.0.1 -p 5432 && return
+        sleep 1
+    done
+    echo "PostgreSQL did not start on 127.0.0.1:5432" >&2
+    exit 1
+}
