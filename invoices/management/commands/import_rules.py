@@ -1,0 +1,44 @@
+"""manage.py import_rules FILE [--dry-run]
+
+Applies a rules file (the firm's whole billing configuration) all or nothing. On success it
+prints what changed, per kind of row; on failure it prints every problem, one per line with its
+path in the file, to stderr and exits with status 1 having changed nothing.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from invoices.rulesfile import RulesFileInvalid, import_rules
+
+
+class Command(BaseCommand):
+    help = "Import a rules file (YAML): the firm's whole billing configuration, all or nothing."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", type=Path, metavar="FILE")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Validate and apply inside a transaction, report, then roll everything back.",
+        )
+
+    def handle(self, *args: Any, file: Path, dry_run: bool, **options: Any) -> None:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as error:
+            raise CommandError(f"{file}: cannot read the file: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise CommandError(f"{file}: not UTF-8 text; save the file as UTF-8") from None
+        try:
+            summary = import_rules(text, dry_run=dry_run)
+        except RulesFileInvalid as rejection:
+            for error in rejection.errors:
+                self.stderr.write(str(error))
+            count = len(rejection.errors)
+            raise CommandError(
+                f"{file}: {count} error{'s' if count != 1 else ''}; nothing was changed"
+            ) from None
+        for line in summary.lines():
+            self.stdout.write(line)

@@ -1,0 +1,239 @@
+"""The database's billing configuration -> a rules file (YAML text).
+
+The output is canonical, so two databases with the same configuration export the same text
+and a diff between two exports shows only real changes:
+- rows sorted by their natural keys (categories by key, people by email, clients by name,
+  projects by name, rates by level and target, rules by priority then id, which is the order
+  they are tried in);
+- fields in the order of `rules-file.example.yaml`, every policy field written even when it is
+  the default (an explicit file is easier to review than one that relies on defaults);
+- optional text left out when empty (a category's default billing code, a person's role, a
+  project's code, a client's currency), since the file has no other way to say "empty";
+- decimals as quoted strings exactly as stored ('150.00'), dates as YYYY-MM-DD.
+
+Importing an export gives back the same configuration, and exporting that again gives the
+same text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import yaml
+
+from invoices.core.rates import level_of
+from invoices.models import (
+    BillingCode,
+    Cap,
+    Category,
+    ClassificationRule,
+    ClientPolicy,
+    Firm,
+    Rate,
+    RateMultiplier,
+)
+from invoices.rulesfile.errors import RulesExportError
+from timesheets.models import Client, Person, Project
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _represent_decimal(dumper: yaml.SafeDumper, value: Decimal) -> yaml.ScalarNode:
+    # Quoted, so no YAML reader turns '0.5' into a float on the way back in.
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style="'")
+
+
+_Dumper.add_representer(Decimal, _represent_decimal)
+
+HEADER = "# Billing configuration, written by `manage.py export_rules`.\n"
+
+
+def export_rules() -> str:
+    """The whole billing configuration as rules-file YAML."""
+    document = build_document()
+    body = yaml.dump(
+        document,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=4096,  # never fold a long regex or name over two lines
+    )
+    return HEADER + body
+
+
+def build_document() -> dict[str, Any]:
+    """The configuration as plain data in the rules file's shape."""
+    problems: list[str] = []
+    firm = Firm.load()
+    people = {p.id: p for p in Person.objects.all()}
+    projects = {p.id: p for p in Project.objects.select_related("client")}
+
+    def project_code(project_id: int, what: str) -> str:
+        project = projects[project_id]
+        if not project.code:
+            problems.append(
+                f"{what} refers to project {project.name!r} of {project.client.name!r}, which "
+                "has no code; give the project a code"
+            )
+        return project.code
+
+    firm_part: dict[str, Any] = {"name": firm.name, "currency": firm.currency}
+    if firm.default_rate is not None:
+        firm_part["default_rate"] = firm.default_rate
+
+    categories = []
+    for category in sorted(Category.objects.all(), key=lambda c: c.key):
+        item: dict[str, Any] = {
+            "key": category.key,
+            "name": category.name,
+            "billable": category.billable,
+        }
+        if category.billing_code:
+            item["billing_code"] = category.billing_code
+        categories.append(item)
+
+    rules_by_client: dict[int | None, list[dict[str, Any]]] = {}
+    for rule in ClassificationRule.objects.select_related("category").order_by("priority", "id"):
+        item = {"priority": rule.priority}
+        if rule.task:
+            item["task"] = rule.task
+        if rule.notes_regex:
+            item["notes_regex"] = rule.notes_regex
+        if rule.project_id is not None:
+            item["project"] = project_code(rule.project_id, f"classification rule #{rule.id}")
+        item["category"] = rule.category.key
+        rules_by_client.setdefault(rule.client_id, []).append(item)
+
+    people_part = []
+    for person in sorted(people.values(), key=lambda p: p.email.casefold()):
+        item = {"email": person.email, "name": person.name}
+        if person.role:
+            item["role"] = person.role
+        people_part.append(item)
+
+    rates_by_client: dict[int | None, list[tuple[tuple[Any, ...], dict[str, Any]]]] = {}
+    for rate in Rate.objects.all():
+        # A project row belongs to its project's client (as invoices.configuration reads it).
+        client_id = projects[rate.project_id].client_id if rate.project_id else rate.client_id
+        if client_id is None and rate.person_id is None and not rate.role:
+            problems.append(
+                f"rate #{rate.id} is a firm-wide row for no person and no role; the firm "
+                "default belongs in Firm.default_rate"
+            )
+            continue
+        item = {}
+        code = ""
+        if rate.project_id is not None:
+            code = project_code(rate.project_id, f"rate #{rate.id}")
+            item["project"] = code
+        email = people[rate.person_id].email if rate.person_id is not None else ""
+        if email:
+            item["person"] = email
+        if rate.role:
+            item["role"] = rate.role
+        item["rate"] = rate.rate
+        if rate.valid_from is not None:
+            item["from"] = rate.valid_from
+        if rate.valid_to is not None:
+            item["to"] = rate.valid_to
+        level = level_of(
+            project=rate.project_id is not None,
+            client=client_id is not None,
+            person=rate.person_id is not None,
+            role=bool(rate.role),
+        )
+        sort_key = (
+            int(level),
+            code.casefold(),
+            email.casefold(),
+            rate.role.casefold(),
+            rate.valid_from or dt.date.min,
+        )
+        rates_by_client.setdefault(client_id, []).append((sort_key, item))
+
+    def sorted_rates(client_id: int | None) -> list[dict[str, Any]]:
+        return [item for _, item in sorted(rates_by_client.get(client_id, []), key=_first)]
+
+    policies = {
+        p.client_id: p for p in ClientPolicy.objects.prefetch_related("non_billable_categories")
+    }
+    codes: dict[int, dict[str, str]] = {}
+    for code_row in BillingCode.objects.select_related("category"):
+        codes.setdefault(code_row.client_id, {})[code_row.category.key] = code_row.code
+    factors: dict[int, dict[str, Decimal]] = {}
+    for multiplier in RateMultiplier.objects.select_related("category"):
+        factors.setdefault(multiplier.client_id, {})[multiplier.category.key] = multiplier.factor
+    caps: dict[int, list[dict[str, Any]]] = {}
+    for cap in Cap.objects.all():
+        code = project_code(cap.project_id, f"cap #{cap.id}")
+        owner = projects[cap.project_id].client_id
+        caps.setdefault(owner, []).append({"project": code, "amount": cap.amount})
+
+    clients_part = []
+    for client in sorted(Client.objects.all(), key=lambda c: c.name.casefold()):
+        # A client without a policy row is priced with the defaults, which is what an
+        # unsaved ClientPolicy holds.
+        saved = client.id in policies
+        policy = policies[client.id] if saved else ClientPolicy(client=client)
+        item = {"name": client.name}
+        if policy.currency:
+            item["currency"] = policy.currency
+        item["rounding"] = {
+            "increment_minutes": policy.rounding_increment_minutes,
+            "mode": str(policy.rounding_mode),
+            "locus": str(policy.rounding_locus),
+        }
+        item["minimum_minutes"] = policy.minimum_minutes
+        item["non_billable_categories"] = (
+            sorted(c.key for c in policy.non_billable_categories.all()) if saved else []
+        )
+        item["billing_codes"] = dict(sorted(codes.get(client.id, {}).items()))
+        item["require_billing_codes"] = policy.require_billing_codes
+        item["rate_multipliers"] = dict(sorted(factors.get(client.id, {}).items()))
+        # An unsaved policy holds the int default 0; the column's scale is 2 places, which is
+        # what a saved one reads back as, so a policy-less client exports like a default one.
+        item["discount_percent"] = policy.discount_percent if saved else Decimal("0.00")
+        item["caps"] = sorted(caps.get(client.id, []), key=lambda c: c["project"].casefold())
+        item["group_lines_by"] = str(policy.group_lines_by)
+        item["show_non_billable"] = policy.show_non_billable
+        item["invoice_per_project"] = policy.invoice_per_project
+        item["payment_terms_days"] = policy.payment_terms_days
+        item["projects"] = [
+            _project_item(p)
+            for p in sorted(
+                (p for p in projects.values() if p.client_id == client.id),
+                key=lambda p: p.name.casefold(),
+            )
+        ]
+        item["rates"] = sorted_rates(client.id)
+        item["rules"] = rules_by_client.get(client.id, [])
+        clients_part.append(item)
+
+    if problems:
+        raise RulesExportError(problems)
+    return {
+        "firm": firm_part,
+        "categories": categories,
+        "rules": rules_by_client.get(None, []),
+        "people": people_part,
+        "rates": sorted_rates(None),
+        "clients": clients_part,
+    }
+
+
+def _first(pair: tuple[tuple[Any, ...], dict[str, Any]]) -> tuple[Any, ...]:
+    return pair[0]
+
+
+def _project_item(project: Project) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    if project.code:
+        item["code"] = project.code
+    item["name"] = project.name
+    item["billing"] = project.billing
+    return item

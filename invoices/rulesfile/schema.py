@@ -1,0 +1,308 @@
+"""What each field of the rules file may hold: types, ranges, required or optional, defaults.
+
+Each model checks only itself. References between parts of the file (a rule's category is
+listed under `categories`, rates do not overlap, ...) need the whole file and are checked in
+`invoices.rulesfile.loading`.
+
+Models are strict: a value of the wrong YAML type is an error, not coerced (`"10"` is not a
+priority, `yes` is not a name). Decimals are the exception: they may be written as numbers or
+as strings, and the YAML loader hands numbers over as `Decimal`, never `float`.
+
+Limits (lengths, digits, decimal places) are those of the database columns, so a file that
+validates is also one the database accepts without rounding or truncating anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Literal
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+# The choices of `invoices.core.policy` (RoundingMode, RoundingLocus, GroupBy) and of
+# Project.Billing, spelled out because strict pydantic accepts only enum instances for enum
+# fields; tests check the two lists agree.
+RoundingModeValue = Literal["up", "nearest", "down"]
+RoundingLocusValue = Literal["entry", "line"]
+GroupByValue = Literal["entry", "category", "category_person", "task"]
+ProjectBillingValue = Literal["hourly", "non_billable"]
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_SLUG = re.compile(r"[-a-zA-Z0-9_]+")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+def _to_decimal(value: object) -> Decimal:
+    if isinstance(value, bool):  # YAML `yes`/`true` are bools, and bool is an int subclass
+        raise PydanticCustomError("not_a_number", "not a number")
+    if isinstance(value, float):
+        # Only reachable from Python callers (the YAML loader never makes floats): a float
+        # has already lost the decimal the author meant, so it is refused, not guessed.
+        raise PydanticCustomError(
+            "float_number", "not a number: write decimals as text, e.g. '0.5'"
+        )
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation:
+            raise PydanticCustomError("not_a_number", "not a number") from None
+    else:
+        raise PydanticCustomError("not_a_number", "not a number")
+    if not result.is_finite():
+        raise PydanticCustomError("not_a_number", "not a number")
+    return result
+
+
+def _to_date(value: object) -> dt.date:
+    # datetime is a date subclass; a time of day on a rate boundary is a mistake, not a date.
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str) and _DATE.fullmatch(value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise PydanticCustomError("not_a_date", "not a date")
+
+
+def _empty_list_if_none(value: object) -> object:
+    # `rules:` with nothing under it is YAML null; the author means "none".
+    return [] if value is None else value
+
+
+def _empty_dict_if_none(value: object) -> object:
+    return {} if value is None else value
+
+
+def _compiles(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        where = f" at position {exc.pos}" if exc.pos is not None else ""
+        raise PydanticCustomError(
+            "bad_regex",
+            "not a valid regular expression: {problem}{where}",
+            {"problem": exc.msg, "where": where},
+        ) from None
+    return pattern
+
+
+def _is_email(value: str) -> str:
+    try:
+        validate_email(value)
+    except DjangoValidationError:
+        raise PydanticCustomError("not_an_email", "not an email address") from None
+    return value
+
+
+def _is_slug(value: str) -> str:
+    if not _SLUG.fullmatch(value):
+        raise PydanticCustomError(
+            "not_a_slug", "must be a key of letters, digits, '-' and '_' only (no spaces)"
+        )
+    return value
+
+
+def _is_currency(value: str) -> str:
+    if not _CURRENCY.fullmatch(value):
+        raise PydanticCustomError(
+            "not_a_currency", "must be an ISO 4217 code of 3 capital letters, e.g. USD"
+        )
+    return value
+
+
+Date = Annotated[dt.date, BeforeValidator(_to_date)]
+RateAmount = Annotated[
+    Decimal, BeforeValidator(_to_decimal), Field(ge=0, max_digits=12, decimal_places=2)
+]
+MoneyAmount = Annotated[
+    Decimal, BeforeValidator(_to_decimal), Field(ge=0, max_digits=14, decimal_places=2)
+]
+Factor = Annotated[
+    Decimal, BeforeValidator(_to_decimal), Field(ge=0, max_digits=6, decimal_places=4)
+]
+Percent = Annotated[
+    Decimal, BeforeValidator(_to_decimal), Field(ge=0, le=100, max_digits=5, decimal_places=2)
+]
+# Entries are at most 24 hours long, so a longer increment or minimum can only be a typo.
+Minutes = Annotated[int, Field(ge=0, le=1440)]
+Days = Annotated[int, Field(ge=0, le=32767)]
+Priority = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+CategoryName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Role = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Task = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+BillingCodeText = Annotated[str, StringConstraints(min_length=1, max_length=20)]
+ProjectCode = Annotated[str, StringConstraints(min_length=1, max_length=50)]
+Regex = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_compiles)]
+Email = Annotated[str, StringConstraints(min_length=1, max_length=254), AfterValidator(_is_email)]
+Slug = Annotated[str, StringConstraints(min_length=1, max_length=50), AfterValidator(_is_slug)]
+Currency = Annotated[str, AfterValidator(_is_currency)]
+# A reference to something named elsewhere in the file; whether it exists is checked there.
+Reference = Annotated[str, StringConstraints(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class FirmSpec(_Strict):
+    name: Name
+    currency: Currency = "USD"
+    default_rate: RateAmount | None = None
+
+
+class CategorySpec(_Strict):
+    key: Slug
+    name: CategoryName
+    billable: bool = True
+    billing_code: BillingCodeText | None = None
+
+
+class RuleSpec(_Strict):
+    """A classification rule: every matcher that is set must match, and one at least is set."""
+
+    priority: Priority = 100
+    task: Task | None = None
+    notes_regex: Regex | None = None
+    project: Reference | None = None
+    category: Reference
+
+    @model_validator(mode="after")
+    def _has_a_matcher(self) -> RuleSpec:
+        if self.task is None and self.notes_regex is None and self.project is None:
+            raise PydanticCustomError(
+                "no_matcher", "needs at least one matcher: task, notes_regex or project"
+            )
+        return self
+
+
+class PersonSpec(_Strict):
+    email: Email
+    name: Name
+    role: Role | None = None
+
+
+class _RateSpec(_Strict):
+    person: Reference | None = None
+    role: Role | None = None
+    rate: RateAmount
+    valid_from: Date | None = Field(default=None, alias="from")
+    valid_to: Date | None = Field(default=None, alias="to")
+
+    @field_validator("valid_to")
+    @classmethod
+    def _not_before_from(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        start = info.data.get("valid_from")
+        if value is not None and start is not None and value < start:
+            raise PydanticCustomError(
+                "to_before_from", "earlier than from ({start})", {"start": start.isoformat()}
+            )
+        return value
+
+    def _check_person_or_role(self) -> None:
+        if self.person is not None and self.role is not None:
+            raise PydanticCustomError(
+                "person_and_role", "names both a person and a role; a rate row is for one of them"
+            )
+
+
+class FirmRateSpec(_RateSpec):
+    """A firm-wide rate (levels 7 and 8): for exactly one person or one role."""
+
+    @model_validator(mode="after")
+    def _person_or_role(self) -> FirmRateSpec:
+        self._check_person_or_role()
+        if self.person is None and self.role is None:
+            raise PydanticCustomError(
+                "no_target",
+                "names neither a person nor a role; the firm-wide default rate is "
+                "firm.default_rate",
+            )
+        return self
+
+
+class ClientRateSpec(_RateSpec):
+    """A client rate (levels 1 to 6): optionally for one project, and one person or one role."""
+
+    project: Reference | None = None
+
+    @model_validator(mode="after")
+    def _person_or_role(self) -> ClientRateSpec:
+        self._check_person_or_role()
+        return self
+
+
+class RoundingSpec(_Strict):
+    increment_minutes: Minutes = 0
+    mode: RoundingModeValue = "up"
+    locus: RoundingLocusValue = "entry"
+
+
+class CapSpec(_Strict):
+    project: Reference
+    amount: MoneyAmount
+
+
+class ProjectSpec(_Strict):
+    code: ProjectCode | None = None
+    name: Name
+    billing: ProjectBillingValue = "hourly"
+
+
+class ClientSpec(_Strict):
+    """A client, its policy (billing semantics section 3, same defaults) and its own rows."""
+
+    name: Name
+    currency: Currency | None = None
+    rounding: Annotated[RoundingSpec, BeforeValidator(_empty_dict_if_none)] = Field(
+        default_factory=RoundingSpec
+    )
+    minimum_minutes: Minutes = 0
+    non_billable_categories: Annotated[list[Reference], BeforeValidator(_empty_list_if_none)] = []
+    billing_codes: Annotated[dict[str, BillingCodeText], BeforeValidator(_empty_dict_if_none)] = {}
+    require_billing_codes: bool = False
+    rate_multipliers: Annotated[dict[str, Factor], BeforeValidator(_empty_dict_if_none)] = {}
+    discount_percent: Percent = Decimal(0)
+    caps: Annotated[list[CapSpec], BeforeValidator(_empty_list_if_none)] = []
+    group_lines_by: GroupByValue = "entry"
+    show_non_billable: bool = False
+    invoice_per_project: bool = False
+    payment_terms_days: Days = 30
+    projects: Annotated[list[ProjectSpec], BeforeValidator(_empty_list_if_none)] = []
+    rates: Annotated[list[ClientRateSpec], BeforeValidator(_empty_list_if_none)] = []
+    rules: Annotated[list[RuleSpec], BeforeValidator(_empty_list_if_none)] = []
+
+
+class RulesDocument(_Strict):
+    """A whole rules file, its fields validated one by one.
+
+    Only `invoices.rulesfile.loading.load_rules` returns one whose references are checked too.
+    """
+
+    firm: FirmSpec
+    categories: Annotated[list[CategorySpec], BeforeValidator(_empty_list_if_none)] = []
+    rules: Annotated[list[RuleSpec], BeforeValidator(_empty_list_if_none)] = []
+    people: Annotated[list[PersonSpec], BeforeValidator(_empty_list_if_none)] = []
+    rates: Annotated[list[FirmRateSpec], BeforeValidator(_empty_list_if_none)] = []
+    clients: Annotated[list[ClientSpec], BeforeValidator(_empty_list_if_none)] = []
