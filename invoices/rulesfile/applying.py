@@ -114,6 +114,12 @@ def import_rules(text: str, *, dry_run: bool = False) -> ApplySummary:
         if dry_run:
             transaction.set_rollback(True)
             summary.dry_run = True
+    if not dry_run:
+        # Rules are re-created, so decisions must be re-taken: they name the rule that decided
+        # them, and changed rules may decide differently. Frozen entries are not touched.
+        from invoices.classification import classify_entries, entries_to_classify
+
+        classify_entries(entries_to_classify())
     return summary
 
 
