@@ -74,16 +74,19 @@ class DraftSummary:
 
 
 def draft_invoices(
-    *, period: Period, client_ids: Iterable[int] | None = None, user=None
+    *, period: Period, client_ids: Iterable[int] | None = None, user=None, reclassify: bool = True
 ) -> DraftSummary:
     """Draft (or rebuild) every client's invoice for `period`. Idempotent: drafting twice
-    rebuilds the same drafts in place; approved and void invoices are never touched."""
+    rebuilds the same drafts in place; approved and void invoices are never touched.
+
+    `reclassify=False` skips the classification pass, for callers that just ran it."""
     scope = TimeEntry.objects.filter(date__gte=period.start, date__lte=period.end)
     if client_ids is not None:
         scope = scope.filter(client_id__in=list(client_ids))
     ids = sorted(set(scope.values_list("client_id", flat=True)))
-    # Rules may have changed since import: classify the period first (deterministic tiers).
-    classify_entries(entries_to_classify(client_ids=ids, start=period.start, end=period.end))
+    if reclassify:
+        # Rules may have changed since import: classify the period first.
+        classify_entries(entries_to_classify(client_ids=ids, start=period.start, end=period.end))
     config = load_configuration(ids)
     summary = DraftSummary(period=period)
     for client_id in ids:

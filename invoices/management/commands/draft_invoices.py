@@ -31,7 +31,7 @@ class Command(BaseCommand):
             pending = invoice.entry_links.filter(state="pending").count()
             flags = f" [{', '.join(invoice.flags)}]" if invoice.flags else ""
             self.stdout.write(
-                f"{invoice.number} {invoice}: {invoice.total} {invoice.currency}"
+                f"{invoice}: {invoice.total} {invoice.currency}"
                 f"{f', {pending} pending' if pending else ''}{flags}"
             )
         self.stdout.write(self.style.SUCCESS(str(summary)))
