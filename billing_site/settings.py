@@ -86,6 +86,13 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=50 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 
+# Fernet keys (newest first) for third-party credentials at rest; not SECRET_KEY. The fallback
+# is a fixed development key: production must set its own (see integrations/encryption.py).
+BILLABLES_ENCRYPTION_KEYS = env.list(
+    "BILLABLES_ENCRYPTION_KEYS",
+    default=["ZGV2ZWxvcG1lbnQtb25seS1rZXktbm90LWZvci11c2U=" if DEBUG else ""],
+)
+
 # Language-model tier (issue: classification by Claude). Unset key = tier skipped.
 ANTHROPIC_API_KEY = env("ANTHROPIC_API_KEY", default="")
 CLASSIFIER_MODEL = env("CLASSIFIER_MODEL", default="claude-haiku-5-5")

@@ -281,6 +281,9 @@ class Classification(models.Model):
     model_description = models.TextField(blank=True)
     model_confidence = models.DecimalField(max_digits=4, decimal_places=3, null=True, blank=True)
     model_note = models.CharField(max_length=300, blank=True, help_text="Why the model abstained.")
+    model_request = models.ForeignKey(
+        "ModelRequest", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     classified_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -318,6 +321,7 @@ class Flag(models.TextChoices):
     PENDING = "pending", "Entries pending review"
     SOURCE_CHANGED = "source_changed", "Source changed after approval"
     STALE = "stale", "Entries changed since drafted: rebuild"
+    QBO_MISMATCH = "qbo_mismatch", "QuickBooks total differs"
 
 
 class Invoice(models.Model):
@@ -490,3 +494,168 @@ class InvoiceEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.action}"
+
+
+# --- Language-model tier (usage and cost, per run and per request) ------------------------
+
+
+class ModelRun(models.Model):
+    """One pass of the language-model tier over undecided entries."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    trigger = models.CharField(max_length=30, help_text="import, command, batch-api, ...")
+    model = models.CharField(max_length=60)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    entries = models.PositiveIntegerField(default=0)
+    decided = models.PositiveIntegerField(default=0)
+    abstained = models.PositiveIntegerField(default=0)
+    requests = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    batch_id = models.CharField(max_length=100, blank=True, help_text="Message Batches API id.")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.model} run {self.pk} ({self.status})"
+
+
+class ModelRequest(models.Model):
+    """One request to the model: a batch of one client's entries."""
+
+    class Status(models.TextChoices):
+        OK = "ok", "Answered"
+        PARTIAL = "partial", "Answered, some items rejected"
+        INVALID = "invalid", "Answer rejected"
+        FAILED = "failed", "Model unavailable"
+
+    run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="model_requests")
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices)
+    entries = models.PositiveIntegerField(default=0)
+    distinct_notes = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"request {self.pk} of run {self.run_id} ({self.status})"
+
+
+# --- QuickBooks Online --------------------------------------------------------------------
+
+
+class QuickBooksConnection(models.Model):
+    """The firm's QuickBooks company (one row). Tokens are encrypted (integrations.encryption)."""
+
+    class Status(models.TextChoices):
+        DISCONNECTED = "disconnected", "Not connected"
+        CONNECTED = "connected", "Connected"
+        NEEDS_RECONNECT = "needs_reconnect", "Needs reconnecting"
+
+    environment = models.CharField(max_length=20, default="sandbox")
+    realm_id = models.CharField(max_length=50, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DISCONNECTED)
+    access_token_encrypted = models.TextField(blank=True, editable=False)
+    refresh_token_encrypted = models.TextField(blank=True, editable=False)
+    access_token_expires_at = models.DateTimeField(null=True, blank=True)
+    refresh_token_expires_at = models.DateTimeField(null=True, blank=True)
+    oauth_state = models.CharField(max_length=100, blank=True, editable=False)
+    default_item_id = models.CharField(max_length=50, blank=True)
+    default_item_name = models.CharField(max_length=200, blank=True)
+    last_error = models.TextField(blank=True)
+    connected_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="qbo_connection_singleton")]
+
+    def __str__(self) -> str:
+        return f"QuickBooks {self.environment} {self.realm_id or '(not connected)'}"
+
+
+class CustomerMapping(models.Model):
+    client = models.OneToOneField(Client, on_delete=models.CASCADE, related_name="qbo_customer")
+    qbo_customer_id = models.CharField(max_length=50)
+    qbo_display_name = models.CharField(max_length=500)
+
+    def __str__(self) -> str:
+        return f"{self.client} -> {self.qbo_display_name}"
+
+
+class ItemMapping(models.Model):
+    category = models.OneToOneField(Category, on_delete=models.CASCADE, related_name="qbo_item")
+    qbo_item_id = models.CharField(max_length=50)
+    qbo_item_name = models.CharField(max_length=200)
+
+    def __str__(self) -> str:
+        return f"{self.category} -> {self.qbo_item_name}"
+
+
+class InvoicePush(models.Model):
+    """One attempt generation to create an invoice in QuickBooks.
+
+    The request id is derived from (invoice, generation) and stored before the call goes out,
+    so a retry after a lost response reuses it and QuickBooks returns the original invoice.
+    A new generation is made only by an explicit action (e.g. pushing again after a void).
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PUSHING = "pushing", "Pushing"
+        PUSHED = "pushed", "Pushed"
+        FAILED = "failed", "Failed (retry possible)"
+        MISMATCH = "mismatch", "Pushed, totals differ"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="pushes")
+    generation = models.PositiveSmallIntegerField(default=1)
+    request_id = models.CharField(max_length=50, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    qbo_invoice_id = models.CharField(max_length=50, blank=True)
+    sync_token = models.CharField(max_length=20, blank=True)
+    doc_number = models.CharField(max_length=30, blank=True)
+    qbo_total = models.DecimalField(**MONEY, null=True, blank=True)
+    qbo_status = models.CharField(max_length=20, blank=True, help_text="draft, sent, paid, voided")
+    status_checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    pushed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint("invoice", "generation", name="push_generation_unique"),
+            # One push in flight or done per invoice: a second can only follow a failure.
+            models.UniqueConstraint(
+                "invoice",
+                condition=Q(status__in=["queued", "pushing", "pushed", "mismatch"]),
+                name="one_active_push_per_invoice",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"push {self.request_id} ({self.status})"
