@@ -499,7 +499,20 @@ class InvoiceEvent(models.Model):
 # --- Language-model tier (usage and cost, per run and per request) ------------------------
 
 
-class ModelRun(models.Model):
+class TokenUsage(models.Model):
+    """Tokens and their cost (USD, from the price table of the model tier)."""
+
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+
+    class Meta:
+        abstract = True
+
+
+class ModelRun(TokenUsage):
     """One pass of the language-model tier over undecided entries."""
 
     class Status(models.TextChoices):
@@ -516,11 +529,6 @@ class ModelRun(models.Model):
     decided = models.PositiveIntegerField(default=0)
     abstained = models.PositiveIntegerField(default=0)
     requests = models.PositiveIntegerField(default=0)
-    input_tokens = models.PositiveIntegerField(default=0)
-    output_tokens = models.PositiveIntegerField(default=0)
-    cache_read_tokens = models.PositiveIntegerField(default=0)
-    cache_write_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     batch_id = models.CharField(max_length=100, blank=True, help_text="Message Batches API id.")
     error = models.TextField(blank=True)
 
@@ -531,7 +539,7 @@ class ModelRun(models.Model):
         return f"{self.model} run {self.pk} ({self.status})"
 
 
-class ModelRequest(models.Model):
+class ModelRequest(TokenUsage):
     """One request to the model: a batch of one client's entries."""
 
     class Status(models.TextChoices):
@@ -545,11 +553,6 @@ class ModelRequest(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices)
     entries = models.PositiveIntegerField(default=0)
     distinct_notes = models.PositiveIntegerField(default=0)
-    input_tokens = models.PositiveIntegerField(default=0)
-    output_tokens = models.PositiveIntegerField(default=0)
-    cache_read_tokens = models.PositiveIntegerField(default=0)
-    cache_write_tokens = models.PositiveIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     latency_ms = models.PositiveIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=1)
     error = models.TextField(blank=True)
