@@ -1,0 +1,15 @@
+"""CSV import of time-tracker exports (Harvest "Detailed time", Clockify "Detailed report",
+Toggl Track "Detailed").
+
+    result = import_file(name="harvest.csv", content=data, user=request.user)
+
+A file is stored whole or not at all: ImportRejected lists every problem (row, column, reason,
+hint) and nothing is written. Entries are keyed as explained in `keys`, so re-importing a file
+or an overlapping export updates entries instead of duplicating them.
+"""
+
+from timesheets.importing.errors import ImportRejected, RowError
+from timesheets.importing.service import ImportResult, import_file
+from timesheets.importing.values import DATE_ORDERS, DateOrder
+
+__all__ = ["DATE_ORDERS", "DateOrder", "ImportRejected", "ImportResult", "RowError", "import_file"]

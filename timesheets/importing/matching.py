@@ -1,0 +1,236 @@
+"""Names in a file -> the people, clients and projects of the database.
+
+All lookups happen up front, a handful of queries for the whole file, never one per row. Nothing
+is guessed and nothing is created: people, clients and projects come from the rules file, so an
+unknown name is an error whose hint says what to add there.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from django.db.models import QuerySet
+from django.db.models.functions import Lower
+
+from timesheets.importing.errors import RowError
+from timesheets.importing.formats import Layout
+from timesheets.importing.rows import ParsedRow
+from timesheets.models import Client, Person, Project
+
+RULES_HINT = "in the rules file and run import_rules"
+
+
+def name_key(text: str) -> str:
+    """Case-insensitive, whitespace-collapsed: how names are compared."""
+    return " ".join(text.split()).lower()
+
+
+@dataclass(frozen=True)
+class Match:
+    person: Person
+    client: Client
+    project: Project
+
+
+M = TypeVar("M", Person, Client, Project)
+
+
+def _by_lowered(queryset: QuerySet[M], field_name: str, keys: Iterable[str]) -> dict[str, list[M]]:
+    """Rows whose `field_name` is one of `keys` case-insensitively, grouped by their key."""
+    wanted = sorted(set(keys) - {""})
+    found: dict[str, list[M]] = {}
+    if not wanted:
+        return found
+    lowered = f"{field_name}_lowered"
+    matching = queryset.annotate(**{lowered: Lower(field_name)}).filter(
+        **{f"{lowered}__in": wanted}
+    )
+    for obj in matching:
+        found.setdefault(name_key(getattr(obj, field_name)), []).append(obj)
+    return found
+
+
+@dataclass
+class Directory:
+    people: dict[str, list[Person]]  # by email key or by name key
+    clients: dict[str, list[Client]]
+    projects_by_code: dict[str, list[Project]]
+    projects_by_name: dict[tuple[int, str], Project]
+
+    @classmethod
+    def load(cls, *, layout: Layout, rows: list[ParsedRow]) -> "Directory":
+        if layout.format.person_by_email:
+            people = _by_lowered(Person.objects.all(), "email", (name_key(r.email) for r in rows))
+        else:
+            people = _by_lowered(
+                Person.objects.all(), "name", (name_key(r.person_name) for r in rows)
+            )
+        clients = _by_lowered(Client.objects.all(), "name", (name_key(r.client_name) for r in rows))
+        projects_by_code = _by_lowered(
+            Project.objects.select_related("client"),
+            "code",
+            (name_key(r.project_code) for r in rows),
+        )
+        # Projects without a code on the row are found by name within their client.
+        client_ids = {found[0].pk for found in clients.values()}
+        named = _by_lowered(
+            Project.objects.filter(client_id__in=client_ids),
+            "name",
+            (name_key(r.project_name) for r in rows if not r.project_code),
+        )
+        projects_by_name = {
+            (project.client_id, key): project for key, found in named.items() for project in found
+        }
+        return cls(
+            people=people,
+            clients=clients,
+            projects_by_code=projects_by_code,
+            projects_by_name=projects_by_name,
+        )
+
+
+def _match_person(
+    layout: Layout, directory: Directory, row: ParsedRow, errors: list[RowError]
+) -> Person | None:
+    if layout.format.person_by_email:
+        column, shown = layout.column("email"), row.email
+        empty_reason = "no email"
+    else:
+        column = f"{layout.column('first_name')}/{layout.column('last_name')}"
+        shown = row.person_name
+        empty_reason = "no person name"
+    if not shown:
+        errors.append(
+            RowError(
+                row=row.line, column=column, reason=empty_reason, hint="export the report again"
+            )
+        )
+        return None
+    found = directory.people.get(name_key(shown), [])
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        errors.append(
+            RowError(
+                row=row.line,
+                column=column,
+                reason=f"unknown person {shown!r}",
+                hint=f"add them under people: {RULES_HINT}",
+            )
+        )
+    else:
+        errors.append(
+            RowError(
+                row=row.line,
+                column=column,
+                reason=f"{len(found)} people are named {shown!r}",
+                hint="give each person a distinct name in the rules file and run import_rules",
+            )
+        )
+    return None
+
+
+def _match_client(
+    layout: Layout, directory: Directory, row: ParsedRow, errors: list[RowError]
+) -> Client | None:
+    column = layout.column("client")
+    if not row.client_name:
+        errors.append(
+            RowError(
+                row=row.line,
+                column=column,
+                reason="no client",
+                hint="assign the entry to a client's project in the tracker and export again",
+            )
+        )
+        return None
+    found = directory.clients.get(name_key(row.client_name))
+    if not found:
+        errors.append(
+            RowError(
+                row=row.line,
+                column=column,
+                reason=f"unknown client {row.client_name!r}",
+                hint=f"add it under clients: {RULES_HINT}",
+            )
+        )
+        return None
+    # The database keeps client names unique case-insensitively, so there is one.
+    return found[0]
+
+
+def _match_project(
+    layout: Layout,
+    directory: Directory,
+    row: ParsedRow,
+    client: Client | None,
+    errors: list[RowError],
+) -> Project | None:
+    of_client = f"of client {client.name!r} " if client else ""
+    add_hint = f"add it under projects: {of_client}{RULES_HINT}"
+    if row.project_code:
+        column = layout.column("project_code")
+        found = directory.projects_by_code.get(name_key(row.project_code))
+        if not found:
+            errors.append(
+                RowError(
+                    row=row.line,
+                    column=column,
+                    reason=f"unknown project code {row.project_code!r}",
+                    hint=add_hint,
+                )
+            )
+            return None
+        project = found[0]  # codes are unique case-insensitively in the database
+        if client is not None and project.client_id != client.pk:
+            errors.append(
+                RowError(
+                    row=row.line,
+                    column=column,
+                    reason=f"project code {row.project_code!r} belongs to client "
+                    f"{project.client.name!r}, not {client.name!r}",
+                    hint="correct the entry's project in the tracker, or the project's client "
+                    "in the rules file",
+                )
+            )
+            return None
+        return project
+
+    column = layout.column("project")
+    if not row.project_name:
+        errors.append(
+            RowError(
+                row=row.line,
+                column=column,
+                reason="no project",
+                hint="assign the entry to a project in the tracker and export again",
+            )
+        )
+        return None
+    if client is None:
+        return None  # the client's own error says what to fix first
+    named = directory.projects_by_name.get((client.pk, name_key(row.project_name)))
+    if named is None:
+        errors.append(
+            RowError(
+                row=row.line,
+                column=column,
+                reason=f"unknown project {row.project_name!r} of client {client.name!r}",
+                hint=add_hint,
+            )
+        )
+    return named
+
+
+def match_rows(*, layout: Layout, rows: list[ParsedRow]) -> tuple[dict[int, Match], list[RowError]]:
+    """The person, client and project of every row (keyed by line), and what did not match."""
+    directory = Directory.load(layout=layout, rows=rows)
+    errors: list[RowError] = []
+    matches: dict[int, Match] = {}
+    for row in rows:
+        person = _match_person(layout, directory, row, errors)
+        client = _match_client(layout, directory, row, errors)
+        project = _match_project(layout, directory, row, client, errors)
+        if person is not None and client is not None and project is not None:
+            matches[row.line] = Match(person=person, client=client, project=project)
+    return matches, errors

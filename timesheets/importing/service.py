@@ -1,0 +1,343 @@
+"""Import one time-tracker CSV export: every row is checked before anything is stored, and a
+file is either stored whole, in one transaction, or refused whole with every problem listed."""
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, time
+from functools import partial
+from pathlib import PurePosixPath
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+from django.utils import timezone
+
+from timesheets.importing.bulk_updates import update_by_pk
+from timesheets.importing.errors import ImportRejected, RowError
+from timesheets.importing.formats import detect_layout
+from timesheets.importing.keys import Identity, content_hash, external_ids
+from timesheets.importing.matching import Match, match_rows
+from timesheets.importing.reading import decode_export, read_table
+from timesheets.importing.rows import ParsedRow, parse_rows
+from timesheets.importing.values import DATE_ORDERS, DateOrder
+from timesheets.models import Client, ImportBatch, Person, Project, TimeEntry
+from timesheets.notes import normalize_notes
+from timesheets.signals import entries_imported
+
+# Rows per INSERT / UPDATE statement and per lookup of existing keys: large enough that 100,000
+# rows take a few dozen statements, small enough to stay far below PostgreSQL's limit of 65,535
+# parameters per statement (an entry has 17 columns).
+BATCH_SIZE = 2000
+
+# Imports run one at a time (a transaction-scoped advisory lock). Two overlapping files imported
+# at once would otherwise both see a key as new, and the second would fail on the unique
+# constraint after all its work; in turn, the second sees the first's entries as existing.
+IMPORT_LOCK_ID = int.from_bytes(hashlib.sha256(b"timesheets.importing").digest()[:8], "big") >> 1
+
+# What an update writes, and so everything the source may change.
+CONTENT_FIELDS = (
+    "person",
+    "client",
+    "project",
+    "task",
+    "date",
+    "start_time",
+    "duration_seconds",
+    "notes",
+    "normalized_notes",
+    "tracker_billable",
+    "content_hash",
+)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    batch: ImportBatch
+    source: str
+    rows: int
+    created: int
+    updated: int
+    unchanged: int
+    frozen_changes: int
+
+    def summary(self) -> str:
+        """ "harvest, 156 rows: 156 created, 0 updated, 0 unchanged" (and frozen ones if any)."""
+        text = (
+            f"{self.source}, {self.rows} rows: {self.created} created, {self.updated} updated, "
+            f"{self.unchanged} unchanged"
+        )
+        if self.frozen_changes:
+            text += f", {self.frozen_changes} changed on approved invoices (kept as billed)"
+        return text
+
+
+@dataclass(frozen=True)
+class _Values:
+    """One valid row's values, as the entry stores them."""
+
+    person: Person
+    client: Client
+    project: Project
+    task: str
+    date: date
+    start_time: time | None
+    duration_seconds: int
+    notes: str
+    tracker_billable: bool
+
+    @classmethod
+    def of(cls, row: ParsedRow, match: Match) -> "_Values":
+        # Only rows of a file without errors get here, so every value has parsed.
+        assert row.date is not None
+        assert row.duration_seconds is not None
+        assert row.tracker_billable is not None
+        return cls(
+            person=match.person,
+            client=match.client,
+            project=match.project,
+            task=row.task,
+            date=row.date,
+            start_time=row.start_time,
+            duration_seconds=row.duration_seconds,
+            notes=row.notes,
+            tracker_billable=row.tracker_billable,
+        )
+
+    def identity(self) -> Identity:
+        return Identity(
+            person_id=self.person.pk,
+            date=self.date,
+            project_id=self.project.pk,
+            task=self.task,
+            start_time=self.start_time,
+        )
+
+    def content(self) -> dict[str, Any]:
+        """JSON-safe, as pending_source_change records it."""
+        return {
+            "person_id": self.person.pk,
+            "client_id": self.client.pk,
+            "project_id": self.project.pk,
+            "task": self.task,
+            "date": self.date.isoformat(),
+            "start_time": self.start_time.isoformat() if self.start_time else None,
+            "duration_seconds": self.duration_seconds,
+            "notes": self.notes,
+            "tracker_billable": self.tracker_billable,
+        }
+
+
+@dataclass(frozen=True)
+class _Incoming:
+    external_id: str
+    values: _Values
+    content: dict[str, Any]
+    content_hash: str
+
+
+def _read(content: bytes, date_order: DateOrder | None) -> tuple[str, list[_Incoming]]:
+    """The format's source and every row ready to store, or ImportRejected with all errors."""
+    table = read_table(decode_export(content))
+    layout = detect_layout(table.header, header_line=table.header_line)
+    if not table.rows:
+        raise ImportRejected(
+            [RowError(row=None, column=None, reason="no entries: the file has only a header row")]
+        )
+    parsed, errors = parse_rows(layout=layout, rows=table.rows, date_order=date_order)
+    matches, match_errors = match_rows(layout=layout, rows=parsed)
+    errors.extend(match_errors)
+    if errors:
+        raise ImportRejected(errors)
+
+    source = layout.format.source
+    rows = [_Values.of(row, matches[row.line]) for row in parsed]
+    keys = external_ids(source=source, identities=(values.identity() for values in rows))
+    incoming = []
+    for values, key in zip(rows, keys, strict=True):
+        row_content = values.content()
+        incoming.append(
+            _Incoming(
+                external_id=key,
+                values=values,
+                content=row_content,
+                content_hash=content_hash(row_content),
+            )
+        )
+    return source, incoming
+
+
+def _apply(entry: TimeEntry, item: _Incoming) -> None:
+    values = item.values
+    entry.person = values.person
+    entry.client = values.client
+    entry.project = values.project
+    entry.task = values.task
+    entry.date = values.date
+    entry.start_time = values.start_time
+    entry.duration_seconds = values.duration_seconds
+    entry.notes = values.notes
+    entry.normalized_notes = normalize_notes(values.notes)
+    entry.tracker_billable = values.tracker_billable
+    entry.content_hash = item.content_hash
+
+
+def _existing_entries(source: str, keys: list[str]) -> dict[str, TimeEntry]:
+    """Entries already stored under these keys, locked until the import commits so that an
+    approval cannot lock an entry between our reading `locked` and our update."""
+    found: dict[str, TimeEntry] = {}
+    for start in range(0, len(keys), BATCH_SIZE):
+        chunk = keys[start : start + BATCH_SIZE]
+        for entry in (
+            TimeEntry.objects.select_for_update()
+            .filter(source=source, external_id__in=chunk)
+            .only("id", "external_id", "content_hash", "locked", "pending_source_change")
+        ):
+            found[entry.external_id] = entry
+    return found
+
+
+@dataclass
+class _Plan:
+    """What an import does to each row, decided before anything is written."""
+
+    new: list[_Incoming] = field(default_factory=list)
+    changed: list[tuple[TimeEntry, _Incoming]] = field(default_factory=list)
+    # Changed at the source while on an approved invoice: recorded beside the entry only.
+    frozen: list[tuple[TimeEntry, _Incoming]] = field(default_factory=list)
+    # Entries whose recorded pending change the source has taken back.
+    settled: list[TimeEntry] = field(default_factory=list)
+    unchanged: int = 0
+
+
+def _plan(incoming: list[_Incoming], existing: dict[str, TimeEntry]) -> _Plan:
+    plan = _Plan()
+    for item in incoming:
+        entry = existing.get(item.external_id)
+        if entry is None:
+            plan.new.append(item)
+        elif entry.content_hash == item.content_hash:
+            plan.unchanged += 1
+            if entry.pending_source_change is not None:
+                plan.settled.append(entry)
+        elif entry.locked:
+            plan.frozen.append((entry, item))
+        else:
+            plan.changed.append((entry, item))
+    return plan
+
+
+def _store(
+    *,
+    source: str,
+    incoming: list[_Incoming],
+    filename: str,
+    sha256: str,
+    user: User | None,
+) -> ImportResult:
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [IMPORT_LOCK_ID])
+        plan = _plan(incoming, _existing_entries(source, [item.external_id for item in incoming]))
+        new, changed, frozen = plan.new, plan.changed, plan.frozen
+
+        batch = ImportBatch.objects.create(
+            source=source,
+            filename=filename,
+            sha256=sha256,
+            rows=len(incoming),
+            created=len(new),
+            updated=len(changed),
+            unchanged=plan.unchanged,
+            frozen_changes=len(frozen),
+            imported_by=user,
+        )
+        now = timezone.now()
+
+        created_entries = []
+        for item in new:
+            entry = TimeEntry(source=source, external_id=item.external_id, import_batch=batch)
+            _apply(entry, item)
+            created_entries.append(entry)
+        TimeEntry.objects.bulk_create(created_entries, batch_size=BATCH_SIZE)
+
+        for entry, item in changed:
+            _apply(entry, item)
+            entry.import_batch = batch
+            # The source's values are now the entry's: a change recorded while the entry was
+            # on an invoice that has since been voided is no longer pending.
+            entry.pending_source_change = None
+            # Bulk writes skip auto_now.
+            entry.updated_at = now
+        update_by_pk(
+            [entry for entry, _ in changed],
+            [*CONTENT_FIELDS, "pending_source_change", "import_batch", "updated_at"],
+            batch_size=BATCH_SIZE,
+        )
+
+        for entry, item in frozen:
+            # The entry stays as billed; the source's version waits beside it for review.
+            entry.pending_source_change = {
+                **item.content,
+                "content_hash": item.content_hash,
+                "import_batch_id": batch.pk,
+            }
+        for entry in plan.settled:
+            entry.pending_source_change = None
+        for entry in [entry for entry, _ in frozen] + plan.settled:
+            entry.updated_at = now
+        update_by_pk(
+            [entry for entry, _ in frozen] + plan.settled,
+            ["pending_source_change", "updated_at"],
+            batch_size=BATCH_SIZE,
+        )
+
+        transaction.on_commit(
+            partial(
+                entries_imported.send,
+                sender=ImportBatch,
+                batch=batch,
+                entry_ids=[entry.pk for entry in created_entries]
+                + [entry.pk for entry, _ in changed],
+                frozen_entry_ids=[entry.pk for entry, _ in frozen],
+            )
+        )
+    return ImportResult(
+        batch=batch,
+        source=source,
+        rows=batch.rows,
+        created=batch.created,
+        updated=batch.updated,
+        unchanged=batch.unchanged,
+        frozen_changes=batch.frozen_changes,
+    )
+
+
+def import_file(
+    *,
+    name: str,
+    content: bytes,
+    user: User | None = None,
+    date_order: DateOrder | None = None,
+) -> ImportResult:
+    """Import one Harvest, Clockify or Toggl Track CSV export.
+
+    `date_order` ("dmy" or "mdy") settles slash dates that the file cannot settle itself (all
+    of them with day and month <= 12); without it such a file is read month-first.
+    Raises ImportRejected, with every problem of the file, when anything is wrong; then nothing
+    is stored.
+    """
+    if date_order is not None and date_order not in DATE_ORDERS:
+        raise ValueError(f"date_order must be one of {DATE_ORDERS}, not {date_order!r}")
+    # Only the file's own name: some browsers send the client's full path.
+    filename = PurePosixPath(name.replace("\\", "/")).name[:255]
+    try:
+        source, incoming = _read(content, date_order)
+    except ImportRejected as rejected:
+        raise ImportRejected(rejected.errors, name=filename) from None
+    return _store(
+        source=source,
+        incoming=incoming,
+        filename=filename,
+        sha256=hashlib.sha256(content).hexdigest(),
+        user=user,
+    )

@@ -1,0 +1,47 @@
+"""manage.py import_entries FILE [FILE ...] [--date-order dmy|mdy]
+
+Each file is imported on its own, so one bad file does not hold back the others; the command
+fails (status 1) when any file was rejected, after trying them all.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from timesheets.importing import DATE_ORDERS, DateOrder, ImportRejected, import_file
+
+
+class Command(BaseCommand):
+    help = "Import Harvest, Clockify or Toggl Track CSV exports (all-or-nothing per file)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+        parser.add_argument(
+            "--date-order",
+            choices=DATE_ORDERS,
+            default=None,
+            help="How to read slash dates the file cannot settle itself (default: sniffed "
+            "from the file, month-first when every date is ambiguous).",
+        )
+
+    def handle(
+        self, *args: Any, files: list[Path], date_order: DateOrder | None, **options: Any
+    ) -> None:
+        rejected = 0
+        for path in files:
+            try:
+                content = path.read_bytes()
+            except OSError as error:
+                rejected += 1
+                self.stderr.write(f"{path.name}: cannot read the file: {error.strerror}")
+                continue
+            try:
+                result = import_file(name=path.name, content=content, date_order=date_order)
+            except ImportRejected as rejection:
+                rejected += 1
+                self.stderr.write(rejection.report())
+                continue
+            self.stdout.write(f"{path.name}: {result.summary()}")
+        if rejected:
+            raise CommandError(f"{rejected} of {len(files)} files rejected; nothing of them stored")
