@@ -29,15 +29,36 @@ DEFAULT_SIZES = [1_000, 10_000, 100_000]
 BENCH_DB = "billables_bench"
 
 NOTES = [
-    "Client call re: scope change", "sync w/ client", "Standup", "project work",
-    "Drafted motion to compel", "Reviewed discovery responses", "Stakeholder interview",
-    "Refactor auth middleware", "Bugfix: pagination", "Wireframes for checkout",
-    "Travel to client site", "Team meeting", "Updated project plan", "Sprint planning",
-    "Research: data retention rules", "Meeting w/ GC re: discovery schedule", "1:1 with Ben",
-    "Prepared deposition outline", "Code review", "Kickoff with client team",
+    "Client call re: scope change",
+    "sync w/ client",
+    "Standup",
+    "project work",
+    "Drafted motion to compel",
+    "Reviewed discovery responses",
+    "Stakeholder interview",
+    "Refactor auth middleware",
+    "Bugfix: pagination",
+    "Wireframes for checkout",
+    "Travel to client site",
+    "Team meeting",
+    "Updated project plan",
+    "Sprint planning",
+    "Research: data retention rules",
+    "Meeting w/ GC re: discovery schedule",
+    "1:1 with Ben",
+    "Prepared deposition outline",
+    "Code review",
+    "Kickoff with client team",
 ]
-TASKS = ["Meetings", "Development", "Design", "Research", "Internal", "Travel",
-         "Project Management"]
+TASKS = [
+    "Meetings",
+    "Development",
+    "Design",
+    "Research",
+    "Internal",
+    "Travel",
+    "Project Management",
+]
 
 
 def firm_rules(clients: int) -> str:
@@ -62,11 +83,16 @@ def firm_rules(clients: int) -> str:
     return base.rstrip("\n") + "\n" + "".join(extra)
 
 
-PEOPLE = [("Ana", "Pereira", "ana@northwind.example"), ("Ben", "Okafor", "ben@northwind.example"),
-          ("Cleo", "Marsh", "cleo@northwind.example"), ("Dara", "Quinn", "dara@northwind.example"),
-          ("Eve", "Santos", "eve@northwind.example"), ("Finn", "Berg", "finn@contractors.example"),
-          ("Gia", "Russo", "gia@contractors.example"),
-          ("Hugo", "Laurent", "hugo@northwind.example")]
+PEOPLE = [
+    ("Ana", "Pereira", "ana@northwind.example"),
+    ("Ben", "Okafor", "ben@northwind.example"),
+    ("Cleo", "Marsh", "cleo@northwind.example"),
+    ("Dara", "Quinn", "dara@northwind.example"),
+    ("Eve", "Santos", "eve@northwind.example"),
+    ("Finn", "Berg", "finn@contractors.example"),
+    ("Gia", "Russo", "gia@contractors.example"),
+    ("Hugo", "Laurent", "hugo@northwind.example"),
+]
 
 
 def synthetic_exports(n: int, clients: int, seed: int = 7) -> dict[str, bytes]:
@@ -74,15 +100,56 @@ def synthetic_exports(n: int, clients: int, seed: int = 7) -> dict[str, bytes]:
     rng = random.Random(seed)
     harvest, clockify, toggl = io.StringIO(), io.StringIO(), io.StringIO()
     h = csv.writer(harvest)
-    h.writerow(["Date", "Client", "Project", "Project Code", "Task", "Notes", "Hours",
-                "Billable?", "First Name", "Last Name"])
+    h.writerow(
+        [
+            "Date",
+            "Client",
+            "Project",
+            "Project Code",
+            "Task",
+            "Notes",
+            "Hours",
+            "Billable?",
+            "First Name",
+            "Last Name",
+        ]
+    )
     c = csv.writer(clockify, quoting=csv.QUOTE_ALL)
-    c.writerow(["Project", "Client", "Description", "Task", "User", "Email", "Type", "Billable",
-                "Start Date", "Start Time", "End Date", "End Time", "Duration (h)",
-                "Duration (decimal)"])
+    c.writerow(
+        [
+            "Project",
+            "Client",
+            "Description",
+            "Task",
+            "User",
+            "Email",
+            "Type",
+            "Billable",
+            "Start Date",
+            "Start Time",
+            "End Date",
+            "End Time",
+            "Duration (h)",
+            "Duration (decimal)",
+        ]
+    )
     t = csv.writer(toggl, quoting=csv.QUOTE_ALL)
-    t.writerow(["User", "Email", "Client", "Project", "Task", "Description", "Billable",
-                "Start date", "Start time", "End date", "End time", "Duration"])
+    t.writerow(
+        [
+            "User",
+            "Email",
+            "Client",
+            "Project",
+            "Task",
+            "Description",
+            "Billable",
+            "Start date",
+            "Start time",
+            "End date",
+            "End time",
+            "Duration",
+        ]
+    )
     for i in range(n):
         ci = rng.randrange(clients)
         client, project = f"Bench Client {ci:03d}", rng.choice(["A", "B"])
@@ -101,16 +168,57 @@ def synthetic_exports(n: int, clients: int, seed: int = 7) -> dict[str, bytes]:
         kind = i % 3
         if kind == 0:
             hours = f"{minutes / 60:.2f}"  # noqa: the generator may use float; the product may not
-            h.writerow([date_iso, client, f"Project {project}", f"BC{ci:03d}-{project}", task,
-                        note, hours, billable, first, last])
+            h.writerow(
+                [
+                    date_iso,
+                    client,
+                    f"Project {project}",
+                    f"BC{ci:03d}-{project}",
+                    task,
+                    note,
+                    hours,
+                    billable,
+                    first,
+                    last,
+                ]
+            )
         elif kind == 1:
             us = f"10/{day:02d}/2026"
-            c.writerow([f"Project {project}", client, note, task, f"{first} {last}", email,
-                        "Regular", billable, us, start, us, end, duration,
-                        f"{minutes / 60:.2f}"])
+            c.writerow(
+                [
+                    f"Project {project}",
+                    client,
+                    note,
+                    task,
+                    f"{first} {last}",
+                    email,
+                    "Regular",
+                    billable,
+                    us,
+                    start,
+                    us,
+                    end,
+                    duration,
+                    f"{minutes / 60:.2f}",
+                ]
+            )
         else:
-            t.writerow([f"{first} {last}", email, client, f"Project {project}", task, note,
-                        billable, date_iso, start, date_iso, end, duration])
+            t.writerow(
+                [
+                    f"{first} {last}",
+                    email,
+                    client,
+                    f"Project {project}",
+                    task,
+                    note,
+                    billable,
+                    date_iso,
+                    start,
+                    date_iso,
+                    end,
+                    duration,
+                ]
+            )
     return {
         "bench_harvest.csv": harvest.getvalue().encode(),
         "bench_clockify.csv": clockify.getvalue().encode(),
@@ -176,8 +284,10 @@ def run_one(n: int) -> None:
         draft_invoices(period=Period.month("2026-10"), reclassify=False)
     total = sum(r[1] for r in results[:3])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"N = {n:,}: {len(summary.invoices)} invoices; CSV to drafts {total:.2f} s; "
-          f"peak memory {peak_mb:.0f} MB")
+    print(
+        f"N = {n:,}: {len(summary.invoices)} invoices; CSV to drafts {total:.2f} s; "
+        f"peak memory {peak_mb:.0f} MB"
+    )
     print(f"  {'stage':<15}{'seconds':>9}{'entries/s':>12}{'queries':>9}")
     for name, seconds, rate, queries in results:
         print(f"  {name:<15}{seconds:>9.2f}{rate:>12,.0f}{queries:>9}")
@@ -186,10 +296,10 @@ def run_one(n: int) -> None:
 
 def reset_database(url: str) -> None:
     base = url.rsplit("/", 1)[0]
-    subprocess.run(["psql", f"{base}/postgres", "-qc", f"DROP DATABASE IF EXISTS {BENCH_DB}"],
-                   check=True)
-    subprocess.run(["psql", f"{base}/postgres", "-qc", f"CREATE DATABASE {BENCH_DB}"],
-                   check=True)
+    subprocess.run(
+        ["psql", f"{base}/postgres", "-qc", f"DROP DATABASE IF EXISTS {BENCH_DB}"], check=True
+    )
+    subprocess.run(["psql", f"{base}/postgres", "-qc", f"CREATE DATABASE {BENCH_DB}"], check=True)
 
 
 def main() -> None:
@@ -204,8 +314,11 @@ def main() -> None:
     bench_url = url.rsplit("/", 1)[0] + "/" + BENCH_DB
     for n in args.sizes:
         reset_database(url)
-        subprocess.run([sys.executable, __file__, "--one", str(n)], check=True,
-                       env={**os.environ, "BENCH_DATABASE_URL": bench_url})
+        subprocess.run(
+            [sys.executable, __file__, "--one", str(n)],
+            check=True,
+            env={**os.environ, "BENCH_DATABASE_URL": bench_url},
+        )
     reset_database(url)
 
 

@@ -21,13 +21,15 @@ def _fernet() -> MultiFernet:
     keys = [k.strip() for k in settings.BILLABLES_ENCRYPTION_KEYS if k.strip()]
     if not keys:
         raise ImproperlyConfigured(
-            "BILLABLES_ENCRYPTION_KEYS is not set: generate one with "
-            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
+            "BILLABLES_ENCRYPTION_KEYS is not set: generate a key with `python -c 'from "
+            "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`"
         )
     try:
         return MultiFernet([Fernet(k.encode()) for k in keys])
     except ValueError as exc:
-        raise ImproperlyConfigured(f"BILLABLES_ENCRYPTION_KEYS holds an invalid key: {exc}") from exc
+        raise ImproperlyConfigured(
+            f"BILLABLES_ENCRYPTION_KEYS holds an invalid key: {exc}"
+        ) from exc
 
 
 def encrypt(plaintext: str) -> str:
@@ -40,7 +42,9 @@ def decrypt(ciphertext: str) -> str:
     try:
         return _fernet().decrypt(ciphertext.encode()).decode()
     except InvalidToken as exc:
-        raise SecretUnreadable("a stored secret cannot be decrypted with the configured keys") from exc
+        raise SecretUnreadable(
+            "a stored secret cannot be decrypted with the configured keys"
+        ) from exc
 
 
 def rotate(ciphertext: str) -> str:

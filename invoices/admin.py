@@ -68,7 +68,7 @@ class CategoryAdmin(admin.ModelAdmin):
 class ClassificationRuleForm(forms.ModelForm):
     class Meta:
         model = ClassificationRule
-        fields = "__all__"
+        fields = ["client", "priority", "task", "notes_regex", "project", "category"]
 
     def clean_notes_regex(self):
         pattern = self.cleaned_data["notes_regex"]
@@ -109,7 +109,11 @@ class RateForm(forms.ModelForm):
             if client is not None and client != project.client:
                 raise ValidationError(f"project {project} belongs to {project.client}")
             data["client"] = self.instance.client = project.client
-        if data.get("valid_from") and data.get("valid_to") and data["valid_from"] > data["valid_to"]:
+        if (
+            data.get("valid_from")
+            and data.get("valid_to")
+            and data["valid_from"] > data["valid_to"]
+        ):
             raise ValidationError("'from' is after 'to'")
         if "rate" in data:
             self._check_overlap(data)
@@ -118,24 +122,35 @@ class RateForm(forms.ModelForm):
     def _check_overlap(self, data) -> None:
         """Say which row conflicts (the exclusion constraint would only say that one does)."""
         mine = RateRow(
-            id=None, rate=data["rate"],
+            id=None,
+            rate=data["rate"],
             client=data["client"].id if data.get("client") else None,
             project=data["project"].id if data.get("project") else None,
             person=data["person"].id if data.get("person") else None,
             role=data.get("role") or "",
-            valid_from=data.get("valid_from"), valid_to=data.get("valid_to"),
+            valid_from=data.get("valid_from"),
+            valid_to=data.get("valid_to"),
         )
         others = {
             rate.pk: rate
             for rate in Rate.objects.exclude(pk=self.instance.pk).filter(
-                client=data.get("client"), project=data.get("project"),
-                person=data.get("person"), role__iexact=mine.role,
+                client=data.get("client"),
+                project=data.get("project"),
+                person=data.get("person"),
+                role__iexact=mine.role,
             )
         }
         rows = [mine] + [
-            RateRow(id=r.pk, rate=r.rate, client=r.client_id, project=r.project_id,
-                    person=r.person_id, role=r.role, valid_from=r.valid_from,
-                    valid_to=r.valid_to)
+            RateRow(
+                id=r.pk,
+                rate=r.rate,
+                client=r.client_id,
+                project=r.project_id,
+                person=r.person_id,
+                role=r.role,
+                valid_from=r.valid_from,
+                valid_to=r.valid_to,
+            )
             for r in others.values()
         ]
         for first, second in find_overlaps(rows):
@@ -151,8 +166,17 @@ class RateForm(forms.ModelForm):
 @admin.register(Rate)
 class RateAdmin(admin.ModelAdmin):
     form = RateForm
-    list_display = ["id", "level_label", "client", "project", "person", "role", "rate",
-                    "valid_from", "valid_to"]
+    list_display = [
+        "id",
+        "level_label",
+        "client",
+        "project",
+        "person",
+        "role",
+        "rate",
+        "valid_from",
+        "valid_to",
+    ]
     list_filter = ["client"]
     list_select_related = ["client", "project", "person"]
 
@@ -178,8 +202,16 @@ class CapInline(admin.TabularInline):
 
 @admin.register(ClientPolicy)
 class ClientPolicyAdmin(admin.ModelAdmin):
-    list_display = ["client", "currency", "rounding_increment_minutes", "rounding_mode",
-                    "rounding_locus", "group_lines_by", "discount_percent", "invoice_per_project"]
+    list_display = [
+        "client",
+        "currency",
+        "rounding_increment_minutes",
+        "rounding_mode",
+        "rounding_locus",
+        "group_lines_by",
+        "discount_percent",
+        "invoice_per_project",
+    ]
     list_select_related = ["client"]
     filter_horizontal = ["non_billable_categories"]
 
@@ -222,25 +254,76 @@ class ClassificationAdmin(admin.ModelAdmin):
     correction here is tier 1 and rebuilds the draft that holds the entry."""
 
     form = CorrectionForm
-    list_display = ["entry_date", "entry_person", "client", "entry_notes", "category", "tier_label",
-                    "confidence", "billable", "billing_code", "needs_review", "review_reason"]
+    list_display = [
+        "entry_date",
+        "entry_person",
+        "client",
+        "entry_notes",
+        "category",
+        "tier_label",
+        "confidence",
+        "billable",
+        "billing_code",
+        "needs_review",
+        "review_reason",
+    ]
     list_filter = ["needs_review", "tier", "billable", "entry__client", "category"]
     list_select_related = ["entry", "entry__person", "entry__client", "category"]
     search_fields = ["entry__notes", "description"]
-    readonly_fields = ["entry", "entry_notes", "category", "description", "tier_label",
-                       "confidence", "billable", "billing_code", "needs_review", "review_reason",
-                       "model_category", "model_description", "model_confidence", "model_note",
-                       "manual_by", "manual_at"]
+    readonly_fields = [
+        "entry",
+        "entry_notes",
+        "category",
+        "description",
+        "tier_label",
+        "confidence",
+        "billable",
+        "billing_code",
+        "needs_review",
+        "review_reason",
+        "model_category",
+        "model_description",
+        "model_confidence",
+        "model_note",
+        "manual_by",
+        "manual_at",
+    ]
     fieldsets = [
         ("Entry", {"fields": ["entry", "entry_notes"]}),
-        ("Decision", {"fields": ["category", "description", "tier_label", "confidence",
-                                 "billable", "billing_code", "needs_review", "review_reason"]}),
-        ("Your correction (always wins)", {"fields": ["manual_category", "manual_billable",
-                                                      "manual_description", "manual_by",
-                                                      "manual_at"]}),
-        ("Language model", {"classes": ["collapse"],
-                            "fields": ["model_category", "model_description",
-                                       "model_confidence", "model_note"]}),
+        (
+            "Decision",
+            {
+                "fields": [
+                    "category",
+                    "description",
+                    "tier_label",
+                    "confidence",
+                    "billable",
+                    "billing_code",
+                    "needs_review",
+                    "review_reason",
+                ]
+            },
+        ),
+        (
+            "Your correction (always wins)",
+            {
+                "fields": [
+                    "manual_category",
+                    "manual_billable",
+                    "manual_description",
+                    "manual_by",
+                    "manual_at",
+                ]
+            },
+        ),
+        (
+            "Language model",
+            {
+                "classes": ["collapse"],
+                "fields": ["model_category", "model_description", "model_confidence", "model_note"],
+            },
+        ),
     ]
     show_full_result_count = False
 
@@ -330,8 +413,7 @@ class DraftPeriodForm(forms.Form):
 
 class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
-    fields = ["position", "kind", "description", "billing_code", "quantity", "unit_price",
-              "amount"]
+    fields = ["position", "kind", "description", "billing_code", "quantity", "unit_price", "amount"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -343,23 +425,55 @@ class InvoiceLineInline(admin.TabularInline):
 
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ["number_label", "client", "project", "period_start", "period_end",
-                    "status", "currency", "total", "flag_list", "pending_count"]
+    list_display = [
+        "number_label",
+        "client",
+        "project",
+        "period_start",
+        "period_end",
+        "status",
+        "currency",
+        "total",
+        "flag_list",
+        "pending_count",
+    ]
     list_filter = ["status", FlagFilter, "client", "period_start"]
     list_select_related = ["client", "project"]
     search_fields = ["client__name"]
     actions = ["rebuild_selected"]
     change_form_template = "admin/invoices/invoice/change_form.html"
     change_list_template = "admin/invoices/invoice/change_list.html"
-    readonly_fields = ["client", "project", "period_start", "period_end", "status", "currency",
-                       "issue_date", "due_date", "subtotal", "adjustments", "discount", "total",
-                       "flags", "drafted_at", "approved_at", "approved_by", "voided_at",
-                       "voided_by"]
+    readonly_fields = [
+        "client",
+        "project",
+        "period_start",
+        "period_end",
+        "status",
+        "currency",
+        "issue_date",
+        "due_date",
+        "subtotal",
+        "adjustments",
+        "discount",
+        "total",
+        "flags",
+        "drafted_at",
+        "approved_at",
+        "approved_by",
+        "voided_at",
+        "voided_by",
+    ]
     fields = readonly_fields
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(
-            pending=Count("entry_links", filter=Q(entry_links__state=InvoiceEntry.State.PENDING))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                pending=Count(
+                    "entry_links", filter=Q(entry_links__state=InvoiceEntry.State.PENDING)
+                )
+            )
         )
 
     def has_add_permission(self, request):
@@ -384,14 +498,24 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         own = [
-            path("draft/", self.admin_site.admin_view(self.draft_view),
-                 name="invoices_invoice_draft"),
-            path("<int:pk>/approve/", self.admin_site.admin_view(self.approve_view),
-                 name="invoices_invoice_approve"),
-            path("<int:pk>/void/", self.admin_site.admin_view(self.void_view),
-                 name="invoices_invoice_void"),
-            path("<int:pk>/rebuild/", self.admin_site.admin_view(self.rebuild_view),
-                 name="invoices_invoice_rebuild"),
+            path(
+                "draft/", self.admin_site.admin_view(self.draft_view), name="invoices_invoice_draft"
+            ),
+            path(
+                "<int:pk>/approve/",
+                self.admin_site.admin_view(self.approve_view),
+                name="invoices_invoice_approve",
+            ),
+            path(
+                "<int:pk>/void/",
+                self.admin_site.admin_view(self.void_view),
+                name="invoices_invoice_void",
+            ),
+            path(
+                "<int:pk>/rebuild/",
+                self.admin_site.admin_view(self.rebuild_view),
+                name="invoices_invoice_rebuild",
+            ),
         ]
         return own + super().get_urls()
 
@@ -413,10 +537,14 @@ class InvoiceAdmin(admin.ModelAdmin):
         self._require_post(request)
         invoice = get_object_or_404(Invoice, pk=pk)
         try:
-            void_invoice(invoice=invoice, user=request.user,
-                         reason=request.POST.get("reason", "")[:500])
-            self.message_user(request, f"{invoice.number} voided; its entries are free for "
-                                       "the next draft.", messages.SUCCESS)
+            void_invoice(
+                invoice=invoice, user=request.user, reason=request.POST.get("reason", "")[:500]
+            )
+            self.message_user(
+                request,
+                f"{invoice.number} voided; its entries are free for the next draft.",
+                messages.SUCCESS,
+            )
         except InvalidTransition as exc:
             self.message_user(request, str(exc), messages.ERROR)
         return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[pk]))
@@ -432,11 +560,15 @@ class InvoiceAdmin(admin.ModelAdmin):
             self.message_user(request, str(exc), messages.ERROR)
             return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[pk]))
         if rebuilt is None:
-            self.message_user(request, "Nothing left to draft; the draft was removed.",
-                              messages.WARNING)
+            self.message_user(
+                request, "Nothing left to draft; the draft was removed.", messages.WARNING
+            )
             return HttpResponseRedirect(reverse("admin:invoices_invoice_changelist"))
-        self.message_user(request, f"{rebuilt.number} rebuilt: total {rebuilt.total} "
-                                   f"{rebuilt.currency}.", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"{rebuilt.number} rebuilt: total {rebuilt.total} {rebuilt.currency}.",
+            messages.SUCCESS,
+        )
         return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[rebuilt.pk]))
 
     def draft_view(self, request):
@@ -460,8 +592,12 @@ class InvoiceAdmin(admin.ModelAdmin):
                     reverse("admin:invoices_invoice_changelist")
                     + f"?period_start__gte={period.start}&period_start__lte={period.end}"
                 )
-        context = {**self.admin_site.each_context(request), "form": form,
-                   "title": "Draft invoices for a period", "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Draft invoices for a period",
+            "opts": self.model._meta,
+        }
         return TemplateResponse(request, "admin/invoices/invoice/draft.html", context)
 
     @admin.action(description="Rebuild selected drafts")
@@ -485,8 +621,9 @@ class InvoiceAdmin(admin.ModelAdmin):
     def _review_context(self, request, invoice: Invoice) -> dict:
         links = (
             InvoiceEntry.objects.filter(invoice=invoice)
-            .select_related("entry", "entry__person", "entry__classification",
-                            "entry__classification__category")
+            .select_related(
+                "entry", "entry__person", "entry__classification", "entry__classification__category"
+            )
             .order_by("entry__date", "entry__person__name", "entry__id")
         )
         by_line, pending = defaultdict(list), []

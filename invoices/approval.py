@@ -69,13 +69,17 @@ def _transition(*, invoice: Invoice, to: str, user, reason: str = "") -> Invoice
             links.update(is_live=False)
         before = current.status
         current.status = to
-        current.save(update_fields=["status", "approved_at", "approved_by", "voided_at",
-                                    "voided_by"])
+        current.save(
+            update_fields=["status", "approved_at", "approved_by", "voided_at", "voided_by"]
+        )
         InvoiceEvent.objects.create(
             invoice=current,
             action=to,
             actor=user,
-            detail={"status": {"before": before, "after": to}, "total": str(current.total),
-                    **({"reason": reason} if reason else {})},
+            detail={
+                "status": {"before": before, "after": to},
+                "total": str(current.total),
+                **({"reason": reason} if reason else {}),
+            },
         )
     return current

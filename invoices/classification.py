@@ -189,7 +189,9 @@ def _manual(existing: Classification | None, key_by_id: dict[int, str]) -> Manua
     if existing is None:
         return None
     return ManualDecision(
-        category=key_by_id.get(existing.manual_category_id) if existing.manual_category_id else None,
+        category=key_by_id.get(existing.manual_category_id)
+        if existing.manual_category_id
+        else None,
         billable=existing.manual_billable,
         description=existing.manual_description,
     )

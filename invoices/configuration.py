@@ -31,7 +31,9 @@ def load_categories() -> tuple[dict[str, CategoryInfo], dict[str, int]]:
     """Categories by key, and their row ids by key."""
     rows = list(Category.objects.all())
     infos = {
-        c.key: CategoryInfo(key=c.key, name=c.name, billable=c.billable, billing_code=c.billing_code)
+        c.key: CategoryInfo(
+            key=c.key, name=c.name, billable=c.billable, billing_code=c.billing_code
+        )
         for c in rows
     }
     return infos, {c.key: c.id for c in rows}

@@ -98,8 +98,9 @@ def rebuild_invoice(invoice: Invoice, *, user=None) -> Invoice | None:
     """Rebuild one draft (after a correction). Returns the rebuilt draft, or None if the
     client's period has nothing left to draft."""
     if invoice.status != InvoiceStatus.DRAFT:
-        raise DraftingError(f"{invoice.number} is {invoice.get_status_display().lower()}; "
-                            "only drafts are rebuilt")
+        raise DraftingError(
+            f"{invoice.number} is {invoice.get_status_display().lower()}; only drafts are rebuilt"
+        )
     summary = draft_invoices(
         period=Period(invoice.period_start, invoice.period_end),
         client_ids=[invoice.client_id],
@@ -203,11 +204,15 @@ def _save(draft, result: InvoiceDraft, client_id, scope, period, config, user) -
     }
     if draft is None:
         invoice = Invoice.objects.create(
-            client_id=client_id, project_id=scope, period_start=period.start,
-            period_end=period.end, **values,
+            client_id=client_id,
+            project_id=scope,
+            period_start=period.start,
+            period_end=period.end,
+            **values,
         )
-        InvoiceEvent.objects.create(invoice=invoice, action="drafted", actor=user,
-                                    detail={"total": str(result.total)})
+        InvoiceEvent.objects.create(
+            invoice=invoice, action="drafted", actor=user, detail={"total": str(result.total)}
+        )
     else:
         before = str(draft.total)
         for name, value in values.items():
@@ -215,32 +220,51 @@ def _save(draft, result: InvoiceDraft, client_id, scope, period, config, user) -
         draft.save()
         invoice = draft
         if before != str(result.total):
-            InvoiceEvent.objects.create(invoice=invoice, action="rebuilt", actor=user,
-                                        detail={"total": {"before": before,
-                                                          "after": str(result.total)}})
+            InvoiceEvent.objects.create(
+                invoice=invoice,
+                action="rebuilt",
+                actor=user,
+                detail={"total": {"before": before, "after": str(result.total)}},
+            )
 
     lines = InvoiceLine.objects.bulk_create(
         InvoiceLine(
-            invoice=invoice, position=position, kind=line.kind, description=line.description,
+            invoice=invoice,
+            position=position,
+            kind=line.kind,
+            description=line.description,
             category_id=config.category_ids.get(line.category) if line.category else None,
-            billing_code=line.billing_code, project_id=line.project,
-            person_id=line.person, quantity=line.quantity, unit_price=line.unit_price,
-            amount=line.amount, first_date=line.first_date, derivation=line.derivation,
+            billing_code=line.billing_code,
+            project_id=line.project,
+            person_id=line.person,
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            amount=line.amount,
+            first_date=line.first_date,
+            derivation=line.derivation,
         )
         for position, line in enumerate(result.lines, start=1)
     )
     links = [
         InvoiceEntry(
-            invoice=invoice, line=saved, entry_id=p.entry_id, state=p.state,
-            raw_seconds=p.raw_seconds, billed_seconds=p.billed_seconds,
+            invoice=invoice,
+            line=saved,
+            entry_id=p.entry_id,
+            state=p.state,
+            raw_seconds=p.raw_seconds,
+            billed_seconds=p.billed_seconds,
         )
         for saved, line in zip(lines, result.lines, strict=True)
         for p in line.entries
     ]
     links += [
         InvoiceEntry(
-            invoice=invoice, line=None, entry_id=p.entry_id, state=p.state,
-            raw_seconds=p.raw_seconds, pending_reason=p.pending_reason[:300],
+            invoice=invoice,
+            line=None,
+            entry_id=p.entry_id,
+            state=p.state,
+            raw_seconds=p.raw_seconds,
+            pending_reason=p.pending_reason[:300],
         )
         for p in result.pending
     ]

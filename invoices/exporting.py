@@ -41,14 +41,16 @@ def export_period(*, period: Period, include_void: bool = False) -> dict:
             keys_by_line[link.line_id].append(link.entry.key)
         else:
             entry = link.entry
-            pending_by_invoice[link.invoice_id].append({
-                "entry": entry.key,
-                "date": entry.date.isoformat(),
-                "person": entry.person.name,
-                "hours": str(Decimal(entry.duration_seconds) / 3600),
-                "notes": entry.notes,
-                "reason": link.pending_reason,
-            })
+            pending_by_invoice[link.invoice_id].append(
+                {
+                    "entry": entry.key,
+                    "date": entry.date.isoformat(),
+                    "person": entry.person.name,
+                    "hours": str(Decimal(entry.duration_seconds) / 3600),
+                    "notes": entry.notes,
+                    "reason": link.pending_reason,
+                }
+            )
     lines_by_invoice = defaultdict(list)
     lines = InvoiceLine.objects.filter(invoice__in=invoices).select_related("category")
     for line in lines.order_by("invoice_id", "position"):
@@ -102,8 +104,20 @@ def safe_cell(value) -> str:
     return text
 
 
-CSV_COLUMNS = ["invoice", "client", "currency", "status", "line", "kind", "description",
-               "category", "code", "quantity", "unit_price", "amount"]
+CSV_COLUMNS = [
+    "invoice",
+    "client",
+    "currency",
+    "status",
+    "line",
+    "kind",
+    "description",
+    "category",
+    "code",
+    "quantity",
+    "unit_price",
+    "amount",
+]
 
 
 def period_lines_csv(document: dict) -> str:
@@ -113,10 +127,20 @@ def period_lines_csv(document: dict) -> str:
     writer.writerow(CSV_COLUMNS)
     for inv in document["invoices"]:
         for position, line in enumerate(inv["lines"], start=1):
-            writer.writerow([
-                safe_cell(inv["number"]), safe_cell(inv["client"]), inv["currency"],
-                inv["status"], position, line["kind"], safe_cell(line["description"]),
-                safe_cell(line["category"]), safe_cell(line["code"]),
-                Decimal(line["quantity"]), Decimal(line["unit_price"]), Decimal(line["amount"]),
-            ])
+            writer.writerow(
+                [
+                    safe_cell(inv["number"]),
+                    safe_cell(inv["client"]),
+                    inv["currency"],
+                    inv["status"],
+                    position,
+                    line["kind"],
+                    safe_cell(line["description"]),
+                    safe_cell(line["category"]),
+                    safe_cell(line["code"]),
+                    Decimal(line["quantity"]),
+                    Decimal(line["unit_price"]),
+                    Decimal(line["amount"]),
+                ]
+            )
     return out.getvalue()

@@ -72,7 +72,9 @@ class ClientPolicy(models.Model):
     non_billable_categories = models.ManyToManyField(Category, blank=True, related_name="+")
     require_billing_codes = models.BooleanField(default=False)
     discount_percent = models.DecimalField(max_digits=5, decimal_places=2, default=0)
-    group_lines_by = models.CharField(max_length=20, choices=GroupBy.choices(), default=GroupBy.ENTRY)
+    group_lines_by = models.CharField(
+        max_length=20, choices=GroupBy.choices(), default=GroupBy.ENTRY
+    )
     show_non_billable = models.BooleanField(default=False)
     invoice_per_project = models.BooleanField(default=False)
     payment_terms_days = models.PositiveSmallIntegerField(default=30)
@@ -327,7 +329,11 @@ class Flag(models.TextChoices):
 class Invoice(models.Model):
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="invoices")
     project = models.ForeignKey(
-        Project, null=True, blank=True, on_delete=models.PROTECT, related_name="invoices",
+        Project,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="invoices",
         help_text="Set when the client is invoiced per project.",
     )
     period_start = models.DateField()
@@ -342,7 +348,9 @@ class Invoice(models.Model):
     adjustments = models.DecimalField(**MONEY, default=0)
     discount = models.DecimalField(**MONEY, default=0)
     total = models.DecimalField(**MONEY, default=0)
-    flags = ArrayField(models.CharField(max_length=20, choices=Flag.choices), default=list, blank=True)
+    flags = ArrayField(
+        models.CharField(max_length=20, choices=Flag.choices), default=list, blank=True
+    )
     # The policy that priced this draft, as it was: editing a rule never silently changes an
     # existing invoice, and a reviewer can see what applied.
     policy_snapshot = models.JSONField(default=dict)
@@ -367,7 +375,10 @@ class Invoice(models.Model):
             # Drafting twice returns the same draft: one live invoice per client (and project,
             # when invoiced per project) and period.
             models.UniqueConstraint(
-                "client", "project", "period_start", "period_end",
+                "client",
+                "project",
+                "period_start",
+                "period_end",
                 condition=~Q(status="void"),
                 nulls_distinct=False,
                 name="one_live_invoice_per_client_period",

@@ -13,6 +13,7 @@ from invoices.models import Category, Classification, Flag, Invoice, InvoiceEven
 from timesheets.models import TimeEntry
 
 UNSET = object()
+CLASSIFY_CHUNK = 5000
 
 
 class CorrectionRefused(Exception):
@@ -52,12 +53,18 @@ def correct_entry(
         ).first()
         if draft is not None:
             InvoiceEvent.objects.create(
-                invoice=draft, action="corrected", actor=user,
-                detail={"entry": entry.key, "before": before, "after": {
-                    "category": classification.manual_category_id,
-                    "billable": classification.manual_billable,
-                    "description": classification.manual_description,
-                }},
+                invoice=draft,
+                action="corrected",
+                actor=user,
+                detail={
+                    "entry": entry.key,
+                    "before": before,
+                    "after": {
+                        "category": classification.manual_category_id,
+                        "billable": classification.manual_billable,
+                        "description": classification.manual_description,
+                    },
+                },
             )
     return rebuild_invoice(draft, user=user) if draft is not None else None
 
@@ -66,18 +73,27 @@ def on_entries_imported(*, entry_ids: Iterable[int], frozen_entry_ids: Iterable[
     """After an import commits: classify what changed, mark drafts holding changed entries
     stale (they must be rebuilt before approval), flag approved invoices whose source changed
     (billing semantics section 8: never silently re-billed or dropped)."""
-    entry_ids, frozen_entry_ids = list(entry_ids), list(frozen_entry_ids)
+    entry_ids, frozen_entry_ids = sorted(entry_ids), list(frozen_entry_ids)
+    # Chunked: one `id IN (...)` of a whole 100k-entry import would be re-sent by every
+    # chunk query of the classification run.
+    for start in range(0, len(entry_ids), CLASSIFY_CHUNK):
+        classify_entries(entries_to_classify(entry_ids=entry_ids[start : start + CLASSIFY_CHUNK]))
     if entry_ids:
-        classify_entries(entries_to_classify(entry_ids=entry_ids))
         _add_flag(
-            Invoice.objects.filter(status=InvoiceStatus.DRAFT, entry_links__is_live=True,
-                                   entry_links__entry_id__in=entry_ids),
+            Invoice.objects.filter(
+                status=InvoiceStatus.DRAFT,
+                entry_links__is_live=True,
+                entry_links__entry_id__in=entry_ids,
+            ),
             Flag.STALE,
         )
     if frozen_entry_ids:
         _add_flag(
-            Invoice.objects.filter(status=InvoiceStatus.APPROVED, entry_links__is_live=True,
-                                   entry_links__entry_id__in=frozen_entry_ids),
+            Invoice.objects.filter(
+                status=InvoiceStatus.APPROVED,
+                entry_links__is_live=True,
+                entry_links__entry_id__in=frozen_entry_ids,
+            ),
             Flag.SOURCE_CHANGED,
         )
 

@@ -21,8 +21,12 @@ def firm(currency="USD", default_rate="150.00"):
 
 def category(key, billable=True, code=""):
     return Category.objects.get_or_create(
-        key=key, defaults={"name": key.replace("-", " ").capitalize(), "billable": billable,
-                           "billing_code": code},
+        key=key,
+        defaults={
+            "name": key.replace("-", " ").capitalize(),
+            "billable": billable,
+            "billing_code": code,
+        },
     )[0]
 
 
@@ -49,13 +53,29 @@ def rule(category, **matchers):
     return ClassificationRule.objects.create(category=category, **matchers)
 
 
-def entry(project, person, *, day=dt.date(2026, 10, 5), minutes=60, notes="work", task="Dev",
-          billable=True, seconds=None):
+def entry(
+    project,
+    person,
+    *,
+    day=dt.date(2026, 10, 5),
+    minutes=60,
+    notes="work",
+    task="Dev",
+    billable=True,
+    seconds=None,
+):
     n = next(_ids)
     return TimeEntry.objects.create(
-        source="csv", external_id=f"test-{n}", person=person, client=project.client,
-        project=project, task=task, date=day,
+        source="csv",
+        external_id=f"test-{n}",
+        person=person,
+        client=project.client,
+        project=project,
+        task=task,
+        date=day,
         duration_seconds=seconds if seconds is not None else minutes * 60,
-        notes=notes, normalized_notes=normalize_notes(notes), tracker_billable=billable,
+        notes=notes,
+        normalized_notes=normalize_notes(notes),
+        tracker_billable=billable,
         content_hash=f"h{n}",
     )

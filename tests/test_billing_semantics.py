@@ -44,8 +44,16 @@ DAY = dt.date(2026, 10, 5)
 
 
 def facts(**kw) -> EntryFacts:
-    values = dict(id=1, client=CLIENT, project=PROJECT, project_billable=True, task="",
-                  notes="", normalized_notes="", tracker_billable=True)
+    values = dict(
+        id=1,
+        client=CLIENT,
+        project=PROJECT,
+        project_billable=True,
+        task="",
+        notes="",
+        normalized_notes="",
+        tracker_billable=True,
+    )
     values.update(kw)
     values.setdefault("normalized_notes", normalize_notes(values["notes"]))
     if "notes" in kw and "normalized_notes" not in kw:
@@ -66,19 +74,27 @@ def decide(entry=None, *, policy=None, rules=(), memory=None, **kw):
 
 # --- Section 2: classification -------------------------------------------------------------
 
+
 def test_s2_1_manual_category_wins_over_rules_and_memory():
     rule = Rule(id=1, category="development", task="Meetings")
-    d = decide(facts(task="Meetings", notes="x"), rules=[rule], memory={"x": "travel"},
-               manual=ManualDecision(category="client-meeting"))
+    d = decide(
+        facts(task="Meetings", notes="x"),
+        rules=[rule],
+        memory={"x": "travel"},
+        manual=ManualDecision(category="client-meeting"),
+    )
     assert (d.category, d.tier, d.confidence, d.needs_review) == (
-        "client-meeting", "manual", D(1), False)
+        "client-meeting",
+        "manual",
+        D(1),
+        False,
+    )
 
 
 def test_s2_2_rules_in_priority_order_client_rules_first():
     firm_rule = Rule(id=1, category="travel", priority=1, task="Meetings")
     client_low = Rule(id=3, category="development", priority=50, client=CLIENT, task="Meetings")
-    client_high = Rule(id=2, category="client-meeting", priority=5, client=CLIENT,
-                       task="meetings")
+    client_high = Rule(id=2, category="client-meeting", priority=5, client=CLIENT, task="meetings")
     d = decide(facts(task="MEETINGS"), rules=[firm_rule, client_low, client_high])
     assert (d.category, d.tier, d.rule_id, d.confidence) == ("client-meeting", "rule", 2, D(1))
 
@@ -93,15 +109,24 @@ def test_s2_2_same_priority_ties_break_by_id():
     [
         (Rule(id=1, category="travel", task="Travel"), facts(task="travel"), True),
         (Rule(id=1, category="travel", task="Travel"), facts(task="Travel time"), False),
-        (Rule(id=1, category="travel", notes_regex=re.compile(r"(?i)\bflight\b")),
-         facts(notes="Flight to NYC"), True),
-        (Rule(id=1, category="travel", notes_regex=re.compile(r"\bflight\b")),
-         facts(notes="Flight to NYC"), False),
+        (
+            Rule(id=1, category="travel", notes_regex=re.compile(r"(?i)\bflight\b")),
+            facts(notes="Flight to NYC"),
+            True,
+        ),
+        (
+            Rule(id=1, category="travel", notes_regex=re.compile(r"\bflight\b")),
+            facts(notes="Flight to NYC"),
+            False,
+        ),
         (Rule(id=1, category="travel", project=PROJECT), facts(), True),
         (Rule(id=1, category="travel", project=OTHER_PROJECT), facts(), False),
         # every matcher a rule sets must match
-        (Rule(id=1, category="travel", task="Travel", project=OTHER_PROJECT),
-         facts(task="Travel"), False),
+        (
+            Rule(id=1, category="travel", task="Travel", project=OTHER_PROJECT),
+            facts(task="Travel"),
+            False,
+        ),
     ],
 )
 def test_s2_2_rule_matchers(rule, entry, matches):
@@ -127,10 +152,16 @@ def test_s2_3_disagreeing_history_does_not_decide():
 
 
 def test_s2_4_model_answer_decides_when_allowed_and_confident():
-    d = decide(facts(notes="sync w/ client"),
-               model=ModelAnswer("client-meeting", "Client status call", D("0.9")))
+    d = decide(
+        facts(notes="sync w/ client"),
+        model=ModelAnswer("client-meeting", "Client status call", D("0.9")),
+    )
     assert (d.category, d.tier, d.confidence, d.description) == (
-        "client-meeting", "llm", D("0.9"), "Client status call")
+        "client-meeting",
+        "llm",
+        D("0.9"),
+        "Client status call",
+    )
 
 
 @pytest.mark.parametrize(
@@ -161,8 +192,12 @@ def test_s2_5_undecided_entry_needs_review_with_reason():
         (facts(tracker_billable=False), "development", Policy("USD"), False),
         (facts(project_billable=False), "development", Policy("USD"), False),
         (facts(), "internal-meeting", Policy("USD"), False),
-        (facts(), "development",
-         Policy("USD", non_billable_categories=frozenset({"development"})), False),
+        (
+            facts(),
+            "development",
+            Policy("USD", non_billable_categories=frozenset({"development"})),
+            False,
+        ),
     ],
 )
 def test_s2_billable_needs_tracker_project_and_category(entry, category, policy, billable):
@@ -171,8 +206,9 @@ def test_s2_billable_needs_tracker_project_and_category(entry, category, policy,
 
 
 def test_s2_reviewer_overrides_billable():
-    d = decide(facts(tracker_billable=False),
-               manual=ManualDecision(category="development", billable=True))
+    d = decide(
+        facts(tracker_billable=False), manual=ManualDecision(category="development", billable=True)
+    )
     assert d.billable is True and d.tier == "manual"
 
 
@@ -200,31 +236,51 @@ def test_s2_required_billing_code_missing_needs_review():
 
 # --- Section 3: policy defaults ------------------------------------------------------------
 
+
 def test_s3_policy_defaults():
     p = Policy(currency="USD")
     assert (p.increment_minutes, p.rounding_mode, p.rounding_locus, p.minimum_minutes) == (
-        0, RoundingMode.UP, RoundingLocus.ENTRY, 0)
+        0,
+        RoundingMode.UP,
+        RoundingLocus.ENTRY,
+        0,
+    )
     assert (p.discount_percent, p.group_lines_by, p.show_non_billable) == (
-        D(0), GroupBy.ENTRY, False)
+        D(0),
+        GroupBy.ENTRY,
+        False,
+    )
     assert (p.invoice_per_project, p.payment_terms_days, p.caps) == (False, 30, {})
 
 
 # --- Section 4: hours ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "seconds, policy, minutes",
     [
-        (612, Policy("USD"), Fraction(51, 5)),                         # 4.1 exact: 10.2 min
-        (10, Policy("USD"), Fraction(1, 6)),                            # 4.1 exact thirds
-        (120, Policy("USD", minimum_minutes=6), 6),                     # 4.2 minimum
-        (612, Policy("USD", increment_minutes=6), 12),                  # 4.3 up
+        (612, Policy("USD"), Fraction(51, 5)),  # 4.1 exact: 10.2 min
+        (10, Policy("USD"), Fraction(1, 6)),  # 4.1 exact thirds
+        (120, Policy("USD", minimum_minutes=6), 6),  # 4.2 minimum
+        (612, Policy("USD", increment_minutes=6), 12),  # 4.3 up
         (612, Policy("USD", increment_minutes=6, rounding_mode=RoundingMode.DOWN), 6),
         (612, Policy("USD", increment_minutes=6, rounding_mode=RoundingMode.NEAREST), 12),
-        (540, Policy("USD", increment_minutes=6, rounding_mode=RoundingMode.NEAREST), 12),  # 9: half up
+        (
+            540,
+            Policy("USD", increment_minutes=6, rounding_mode=RoundingMode.NEAREST),
+            12,
+        ),  # 9: half up
         (539, Policy("USD", increment_minutes=6, rounding_mode=RoundingMode.NEAREST), 6),
-        (120, Policy("USD", minimum_minutes=6, increment_minutes=15), 15),  # minimum before rounding
-        (612, Policy("USD", increment_minutes=6, rounding_locus=RoundingLocus.LINE),
-         Fraction(51, 5)),                                              # locus line: no per-entry
+        (
+            120,
+            Policy("USD", minimum_minutes=6, increment_minutes=15),
+            15,
+        ),  # minimum before rounding
+        (
+            612,
+            Policy("USD", increment_minutes=6, rounding_locus=RoundingLocus.LINE),
+            Fraction(51, 5),
+        ),  # locus line: no per-entry
     ],
 )
 def test_s4_billed_minutes(seconds, policy, minutes):
@@ -256,15 +312,18 @@ ALL_LEVELS = [
 @pytest.mark.parametrize("level", list(RateLevel))
 def test_s5_first_matching_level_wins(level):
     rows = [row for row in ALL_LEVELS if row.id >= level.value]
-    match = RateTable(rows).resolve(day=DAY, client=CLIENT, project=PROJECT, person=ANA,
-                                    role="partner")
+    match = RateTable(rows).resolve(
+        day=DAY, client=CLIENT, project=PROJECT, person=ANA, role="partner"
+    )
     assert (match.level, match.row.rate) == (level, D(300 + level.value))
 
 
 def test_s5_rows_for_others_do_not_apply():
     rows = [RateRow(1, D("500"), client=CLIENT, person=BEN), RateRow(2, D("100"), role="Other")]
-    assert RateTable(rows).resolve(day=DAY, client=CLIENT, project=PROJECT, person=ANA,
-                                   role="Partner") is None
+    assert (
+        RateTable(rows).resolve(day=DAY, client=CLIENT, project=PROJECT, person=ANA, role="Partner")
+        is None
+    )
 
 
 def test_s5_effective_dates_inclusive():
@@ -273,8 +332,10 @@ def test_s5_effective_dates_inclusive():
         RateRow(2, D("240"), person=BEN, valid_from=dt.date(2026, 10, 15)),
     ]
     table = RateTable(rows)
-    pick = lambda day: table.resolve(day=day, client=CLIENT, project=PROJECT, person=BEN,  # noqa: E731
-                                     role="").row.rate
+
+    def pick(day):
+        return table.resolve(day=day, client=CLIENT, project=PROJECT, person=BEN, role="").row.rate
+
     assert pick(dt.date(2026, 10, 14)) == D("225")
     assert pick(dt.date(2026, 10, 15)) == D("240")
 
@@ -290,17 +351,43 @@ def policy(**kw) -> Policy:
     return Policy(currency=kw.pop("currency", "USD"), **kw)
 
 
-def entry(id, *, seconds=3600, day=DAY, person=ANA, name="Ana Pereira", role="Partner",
-          project=PROJECT, code="P", category="development", billable=True, code_=None,
-          needs_review=False, task="", description=None, reason="") -> PricedEntry:
+def entry(
+    id,
+    *,
+    seconds=3600,
+    day=DAY,
+    person=ANA,
+    name="Ana Pereira",
+    role="Partner",
+    project=PROJECT,
+    code="P",
+    category="development",
+    billable=True,
+    code_=None,
+    needs_review=False,
+    task="",
+    description=None,
+    reason="",
+) -> PricedEntry:
     cat = CATS.get(category)
     return PricedEntry(
-        id=id, date=day, seconds=seconds, person=person, person_name=name, role=role,
-        project=project, project_code=code, project_name=f"Project {code}", task=task,
-        category=category, category_name=cat.name if cat else "Uncategorized",
+        id=id,
+        date=day,
+        seconds=seconds,
+        person=person,
+        person_name=name,
+        role=role,
+        project=project,
+        project_code=code,
+        project_name=f"Project {code}",
+        task=task,
+        category=category,
+        category_name=cat.name if cat else "Uncategorized",
         description=description if description is not None else f"note {id}",
-        source_label="rule #1", billable=billable,
-        billing_code=code_ if code_ is not None else "", needs_review=needs_review,
+        source_label="rule #1",
+        billable=billable,
+        billing_code=code_ if code_ is not None else "",
+        needs_review=needs_review,
         review_reason=reason,
     )
 
@@ -317,15 +404,19 @@ def test_s5_no_rate_is_pending_never_billed_at_zero():
 
 def test_s5_multiplier_then_rate_rounded_to_two_places():
     rates = RateTable([RateRow(1, D("225.55"), role="Partner")])
-    draft = price_invoice([entry(1, category="travel")],
-                          policy=policy(rate_multipliers={"travel": D("0.5")}), rates=rates,
-                          client=CLIENT)
+    draft = price_invoice(
+        [entry(1, category="travel")],
+        policy=policy(rate_multipliers={"travel": D("0.5")}),
+        rates=rates,
+        client=CLIENT,
+    )
     # 225.55 x 0.5 = 112.775 -> 112.78 (half up), then 1 h x 112.78
     assert (draft.lines[0].unit_price, draft.lines[0].amount) == (D("112.78"), D("112.78"))
     assert draft.lines[0].derivation["multiplier"] == "0.5"
 
 
 # --- Section 6: lines ----------------------------------------------------------------------
+
 
 def test_s6_quantity_four_places_amount_from_shown_quantity():
     # 10 s = 1/360 h = 0.002777.. -> 0.0028 h; 0.0028 x 150 = 0.42
@@ -335,17 +426,25 @@ def test_s6_quantity_four_places_amount_from_shown_quantity():
 
 
 def test_s6_entry_grouping_one_line_per_entry_with_its_description():
-    draft = price_invoice([entry(1, description="Drafted motion"), entry(2)],
-                          policy=policy(), rates=ROLE_RATE, client=CLIENT)
+    draft = price_invoice(
+        [entry(1, description="Drafted motion"), entry(2)],
+        policy=policy(),
+        rates=ROLE_RATE,
+        client=CLIENT,
+    )
     assert [ln.description for ln in draft.lines] == ["Drafted motion", "note 2"]
     assert [[p.entry_id for p in ln.entries] for ln in draft.lines] == [[1], [2]]
 
 
 def test_s6_category_grouping_sums_and_describes():
-    entries = [entry(1, seconds=1800), entry(2, seconds=2700, person=BEN, name="Ben Okafor"),
-               entry(3, category="client-meeting", seconds=3600)]
-    draft = price_invoice(entries, policy=policy(group_lines_by=GroupBy.CATEGORY),
-                          rates=ROLE_RATE, client=CLIENT)
+    entries = [
+        entry(1, seconds=1800),
+        entry(2, seconds=2700, person=BEN, name="Ben Okafor"),
+        entry(3, category="client-meeting", seconds=3600),
+    ]
+    draft = price_invoice(
+        entries, policy=policy(group_lines_by=GroupBy.CATEGORY), rates=ROLE_RATE, client=CLIENT
+    )
     assert [(ln.description, ln.quantity, ln.amount) for ln in draft.lines] == [
         ("Client meeting", D("1.0000"), D("150.00")),
         ("Development", D("1.2500"), D("187.50")),
@@ -354,26 +453,35 @@ def test_s6_category_grouping_sums_and_describes():
 
 def test_s6_category_person_and_task_descriptions():
     entries = [entry(1, task="Research"), entry(2, task="Research", person=BEN, name="Ben Okafor")]
-    by_person = price_invoice(entries, policy=policy(group_lines_by=GroupBy.CATEGORY_PERSON),
-                              rates=ROLE_RATE, client=CLIENT)
+    by_person = price_invoice(
+        entries,
+        policy=policy(group_lines_by=GroupBy.CATEGORY_PERSON),
+        rates=ROLE_RATE,
+        client=CLIENT,
+    )
     assert [ln.description for ln in by_person.lines] == [
-        "Development - Ana Pereira", "Development - Ben Okafor"]
-    by_task = price_invoice(entries, policy=policy(group_lines_by=GroupBy.TASK),
-                            rates=ROLE_RATE, client=CLIENT)
+        "Development - Ana Pereira",
+        "Development - Ben Okafor",
+    ]
+    by_task = price_invoice(
+        entries, policy=policy(group_lines_by=GroupBy.TASK), rates=ROLE_RATE, client=CLIENT
+    )
     assert [(ln.description, ln.quantity) for ln in by_task.lines] == [("Research", D("2.0000"))]
 
 
 def test_s6_different_projects_rates_or_codes_never_share_a_line():
-    rates = RateTable([RateRow(1, D("150.00"), role="Partner"),
-                       RateRow(2, D("200.00"), person=BEN)])
+    rates = RateTable(
+        [RateRow(1, D("150.00"), role="Partner"), RateRow(2, D("200.00"), person=BEN)]
+    )
     entries = [
         entry(1),
         entry(2, project=OTHER_PROJECT, code="Q"),
         entry(3, person=BEN, name="Ana Pereira"),  # same name, other rate
         entry(4, code_="L250"),
     ]
-    draft = price_invoice(entries, policy=policy(group_lines_by=GroupBy.CATEGORY), rates=rates,
-                          client=CLIENT)
+    draft = price_invoice(
+        entries, policy=policy(group_lines_by=GroupBy.CATEGORY), rates=rates, client=CLIENT
+    )
     assert len(draft.lines) == 4
     assert sorted(ln.unit_price for ln in draft.lines) == [D(150)] * 3 + [D(200)]
 
@@ -390,13 +498,20 @@ def test_s6_line_order_by_date_person_category():
 
 
 def test_s6_line_keeps_derivation():
-    draft = price_invoice([entry(1, seconds=612)],
-                          policy=policy(increment_minutes=6, minimum_minutes=6), rates=ROLE_RATE,
-                          client=CLIENT)
+    draft = price_invoice(
+        [entry(1, seconds=612)],
+        policy=policy(increment_minutes=6, minimum_minutes=6),
+        rates=ROLE_RATE,
+        client=CLIENT,
+    )
     d = draft.lines[0].derivation
     assert d["rate"]["level"] == 8 and d["rate"]["rate"] == "150.00"
-    assert d["rounding"] == {"increment_minutes": 6, "mode": "up", "locus": "entry",
-                             "minimum_minutes": 6}
+    assert d["rounding"] == {
+        "increment_minutes": 6,
+        "mode": "up",
+        "locus": "entry",
+        "minimum_minutes": 6,
+    }
     assert (d["raw_minutes"], d["billed_minutes"]) == ("10.2000", "12")
     assert d["classified_by"] == {"rule #1": 1}
     assert d["arithmetic"] == "0.2000 h x 150.00 = 30.00 USD"
@@ -405,8 +520,9 @@ def test_s6_line_keeps_derivation():
 def test_s4_locus_line_rounds_the_sum_once():
     # three 7-minute entries: entry locus 3 x 15 = 45 min; line locus 21 -> 30 min
     entries = [entry(i, seconds=420) for i in (1, 2, 3)]
-    line_policy = policy(increment_minutes=15, rounding_locus=RoundingLocus.LINE,
-                         group_lines_by=GroupBy.CATEGORY)
+    line_policy = policy(
+        increment_minutes=15, rounding_locus=RoundingLocus.LINE, group_lines_by=GroupBy.CATEGORY
+    )
     entry_policy = policy(increment_minutes=15, group_lines_by=GroupBy.CATEGORY)
     line = price_invoice(entries, policy=line_policy, rates=ROLE_RATE, client=CLIENT).lines[0]
     per_entry = price_invoice(entries, policy=entry_policy, rates=ROLE_RATE, client=CLIENT)
@@ -416,8 +532,12 @@ def test_s4_locus_line_rounds_the_sum_once():
 
 def test_s4_locus_line_minimum_still_per_entry():
     entries = [entry(i, seconds=60) for i in (1, 2)]  # 1 min each, minimum 6 -> 12 -> 15
-    p = policy(increment_minutes=15, minimum_minutes=6, rounding_locus=RoundingLocus.LINE,
-               group_lines_by=GroupBy.CATEGORY)
+    p = policy(
+        increment_minutes=15,
+        minimum_minutes=6,
+        rounding_locus=RoundingLocus.LINE,
+        group_lines_by=GroupBy.CATEGORY,
+    )
     line = price_invoice(entries, policy=p, rates=ROLE_RATE, client=CLIENT).lines[0]
     assert line.quantity == D("0.2500")
     assert [pl.billed_seconds for pl in line.entries] == [360, 360]
@@ -425,11 +545,13 @@ def test_s4_locus_line_minimum_still_per_entry():
 
 def test_s6_no_charge_lines_and_hidden_non_billable():
     entries = [entry(1), entry(2, billable=False, category="internal-meeting", seconds=1800)]
-    shown = price_invoice(entries, policy=policy(show_non_billable=True), rates=ROLE_RATE,
-                          client=CLIENT)
+    shown = price_invoice(
+        entries, policy=policy(show_non_billable=True), rates=ROLE_RATE, client=CLIENT
+    )
     free = [ln for ln in shown.lines if ln.kind == "no_charge"]
     assert [(ln.description, ln.quantity, ln.unit_price, ln.amount) for ln in free] == [
-        ("note 2 (No charge)", D("0.5000"), D(0), D(0))]
+        ("note 2 (No charge)", D("0.5000"), D(0), D(0))
+    ]
     assert shown.total == D("150.00")
     hidden = price_invoice(entries, policy=policy(), rates=ROLE_RATE, client=CLIENT)
     assert [ln.kind for ln in hidden.lines] == ["time"]
@@ -445,6 +567,7 @@ def test_s6_pending_entry_is_on_no_line():
 
 # --- Section 7: totals ---------------------------------------------------------------------
 
+
 def test_s7_cap_then_discount_then_total():
     rates = RateTable([RateRow(1, D("180.00"), role="Partner")])
     entries = [entry(i, seconds=36000) for i in range(1, 5)]  # 4 x 10 h x 180 = 7200
@@ -455,21 +578,25 @@ def test_s7_cap_then_discount_then_total():
     assert draft.discount == D("-300.00")  # 5% of (7200 - 1200)
     assert draft.total == D("5700.00")
     assert [ln.description for ln in draft.lines[-2:]] == [
-        "Not-to-exceed adjustment (Project P)", "Discount (5%)"]
+        "Not-to-exceed adjustment (Project P)",
+        "Discount (5%)",
+    ]
     assert draft.flags == ["cap_applied"]
 
 
 def test_s7_cap_not_reached_adds_nothing():
-    draft = price_invoice([entry(1)], policy=policy(caps={"P": D("1000")}), rates=ROLE_RATE,
-                          client=CLIENT)
+    draft = price_invoice(
+        [entry(1)], policy=policy(caps={"P": D("1000")}), rates=ROLE_RATE, client=CLIENT
+    )
     assert (draft.adjustments, draft.flags, len(draft.lines)) == (D(0), [], 1)
 
 
 def test_s7_discount_rounds_half_up():
     rates = RateTable([RateRow(1, D("0.50"), role="Partner")])
     # 1 h x 0.50 = 0.50; 5% = 0.025 -> 0.03
-    draft = price_invoice([entry(1)], policy=policy(discount_percent=D("5")), rates=rates,
-                          client=CLIENT)
+    draft = price_invoice(
+        [entry(1)], policy=policy(discount_percent=D("5")), rates=rates, client=CLIENT
+    )
     assert (draft.discount, draft.total) == (D("-0.03"), D("0.47"))
 
 
@@ -483,15 +610,17 @@ def test_s7_zero_decimal_currencies():
     assert (currency_places("JPY"), currency_places("krw"), currency_places("EUR")) == (0, 0, 2)
     rates = RateTable([RateRow(1, D("15000"), role="Partner")])
     # 0.3333 h x 15000 = 4999.5 -> 5000 yen
-    draft = price_invoice([entry(1, seconds=1200)], policy=policy(currency="JPY"), rates=rates,
-                          client=CLIENT)
+    draft = price_invoice(
+        [entry(1, seconds=1200)], policy=policy(currency="JPY"), rates=rates, client=CLIENT
+    )
     assert (draft.lines[0].quantity, draft.lines[0].amount) == (D("0.3333"), D("5000"))
 
 
 def test_s7_total_is_sum_of_lines():
     entries = [entry(i, seconds=600 + i * 37) for i in range(1, 30)]
-    draft = price_invoice(entries, policy=policy(discount_percent=D("3.5")), rates=ROLE_RATE,
-                          client=CLIENT)
+    draft = price_invoice(
+        entries, policy=policy(discount_percent=D("3.5")), rates=ROLE_RATE, client=CLIENT
+    )
     assert draft.total == sum(ln.amount for ln in draft.lines)
 
 

@@ -35,8 +35,11 @@ def setup():
 @pytest.fixture
 def approver(db):
     user = User.objects.create_user("approver", password="x", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(
-        codename__in=["approve_invoice", "void_invoice", "change_invoice", "view_invoice"]))
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=["approve_invoice", "void_invoice", "change_invoice", "view_invoice"]
+        )
+    )
     return User.objects.get(pk=user.pk)  # fresh: permission cache
 
 
@@ -149,9 +152,14 @@ def test_s8_voiding_releases_entries_for_the_next_draft(setup, approver):
     assert not e.locked
     second = draft_invoices(period=OCTOBER).invoices[0]
     assert second.pk != first.pk
-    assert list(InvoiceEntry.objects.filter(entry=e, is_live=True).values_list("invoice", flat=True)) == [second.pk]
+    assert list(
+        InvoiceEntry.objects.filter(entry=e, is_live=True).values_list("invoice", flat=True)
+    ) == [second.pk]
     assert InvoiceEntry.objects.filter(entry=e).count() == 2  # the void invoice keeps its history
-    assert InvoiceEvent.objects.filter(invoice=first, action="void").get().detail["reason"] == "wrong rate"
+    assert (
+        InvoiceEvent.objects.filter(invoice=first, action="void").get().detail["reason"]
+        == "wrong rate"
+    )
 
 
 def test_s2_3_memory_from_approved_entries(setup, approver):
@@ -159,8 +167,13 @@ def test_s2_3_memory_from_approved_entries(setup, approver):
     draft_invoices(period=OCTOBER)
     invoice = correct_entry(entry=done, user=approver, category=setup["dev"])
     approve_invoice(invoice=invoice, user=approver)
-    later = make.entry(setup["project"], setup["ana"], notes="sync W/ CLIENT!", task="Other",
-                       day=dt.date(2026, 11, 3))
+    later = make.entry(
+        setup["project"],
+        setup["ana"],
+        notes="sync W/ CLIENT!",
+        task="Other",
+        day=dt.date(2026, 11, 3),
+    )
     draft_invoices(period=Period.month("2026-11"))
     c = Classification.objects.get(entry=later)
     assert (c.tier, c.category_id, c.needs_review) == ("memory", setup["dev"].id, False)
@@ -182,9 +195,14 @@ def test_s8_database_refuses_an_entry_on_two_live_invoices(setup):
     e = make.entry(setup["project"], setup["ana"])
     invoice = draft_invoices(period=OCTOBER).invoices[0]
     other = Invoice.objects.create(
-        client=setup["client"], period_start=dt.date(2026, 10, 15),
-        period_end=dt.date(2026, 11, 15), currency="USD", issue_date=dt.date(2026, 11, 15),
-        due_date=dt.date(2026, 12, 15), drafted_at=invoice.drafted_at)
+        client=setup["client"],
+        period_start=dt.date(2026, 10, 15),
+        period_end=dt.date(2026, 11, 15),
+        currency="USD",
+        issue_date=dt.date(2026, 11, 15),
+        due_date=dt.date(2026, 12, 15),
+        drafted_at=invoice.drafted_at,
+    )
     with pytest.raises(IntegrityError, match="entry_on_one_live_invoice"), transaction.atomic():
         InvoiceEntry.objects.create(invoice=other, entry=e, state="pending", raw_seconds=3600)
 
@@ -192,12 +210,19 @@ def test_s8_database_refuses_an_entry_on_two_live_invoices(setup):
 def test_s8_database_refuses_a_second_live_invoice_for_a_period(setup):
     make.entry(setup["project"], setup["ana"])
     invoice = draft_invoices(period=OCTOBER).invoices[0]
-    with pytest.raises(IntegrityError, match="one_live_invoice_per_client_period"), \
-            transaction.atomic():
+    with (
+        pytest.raises(IntegrityError, match="one_live_invoice_per_client_period"),
+        transaction.atomic(),
+    ):
         Invoice.objects.create(
-            client=setup["client"], period_start=invoice.period_start,
-            period_end=invoice.period_end, currency="USD", issue_date=invoice.issue_date,
-            due_date=invoice.due_date, drafted_at=invoice.drafted_at)
+            client=setup["client"],
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+            currency="USD",
+            issue_date=invoice.issue_date,
+            due_date=invoice.due_date,
+            drafted_at=invoice.drafted_at,
+        )
 
 
 @pytest.mark.django_db(transaction=True)

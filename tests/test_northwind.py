@@ -37,14 +37,22 @@ pytestmark = pytest.mark.django_db
 
 DATA = settings.BASE_DIR / "data" / "northwind"
 EXPECTED = settings.BASE_DIR / "tests" / "data" / "expected" / "northwind_2026-10.json"
-EXPORTS = ["harvest_detailed_time_2026-10.csv", "clockify_detailed_report_2026-10.csv",
-           "toggl_detailed_2026-10.csv"]
+EXPORTS = [
+    "harvest_detailed_time_2026-10.csv",
+    "clockify_detailed_report_2026-10.csv",
+    "toggl_detailed_2026-10.csv",
+]
 
 # What the firm's ops staff add in the admin after their first month: classify by the
 # trackers' task names when no more specific rule matched (priority after the file's rules).
-TASK_RULES = {"Meetings": "client-meeting", "Development": "development", "Design": "design",
-              "Project Management": "project-mgmt", "Research": "discovery",
-              "Internal": "internal-meeting"}
+TASK_RULES = {
+    "Meetings": "client-meeting",
+    "Development": "development",
+    "Design": "design",
+    "Project Management": "project-mgmt",
+    "Research": "discovery",
+    "Internal": "internal-meeting",
+}
 
 
 def run(*args) -> str:
@@ -64,14 +72,22 @@ def project(document: dict) -> list[dict]:
     for inv in document["invoices"]:
         if inv["client"] not in ("Acme Legal LLP", "Globex Retail"):
             continue
-        result.append({
-            "client": inv["client"], "currency": inv["currency"], "status": inv["status"],
-            "lines": [{**line, "entries": len(line["entries"])} for line in inv["lines"]],
-            "subtotal": inv["subtotal"], "adjustments": inv["adjustments"],
-            "discount": inv["discount"], "total": inv["total"], "flags": inv["flags"],
-            "pending": [{k: p[k] for k in ("date", "person", "notes", "reason")}
-                        for p in inv["pending"]],
-        })
+        result.append(
+            {
+                "client": inv["client"],
+                "currency": inv["currency"],
+                "status": inv["status"],
+                "lines": [{**line, "entries": len(line["entries"])} for line in inv["lines"]],
+                "subtotal": inv["subtotal"],
+                "adjustments": inv["adjustments"],
+                "discount": inv["discount"],
+                "total": inv["total"],
+                "flags": inv["flags"],
+                "pending": [
+                    {k: p[k] for k in ("date", "person", "notes", "reason")} for p in inv["pending"]
+                ],
+            }
+        )
     return result
 
 
@@ -79,7 +95,8 @@ def test_northwind_month_matches_the_hand_computed_invoices():
     load_month()
     for priority, (task, key) in enumerate(TASK_RULES.items(), start=40):
         ClassificationRule.objects.create(
-            priority=priority, task=task, category=Category.objects.get(key=key))
+            priority=priority, task=task, category=Category.objects.get(key=key)
+        )
     run("draft_invoices", "--period", "2026-10")
     document = json.loads(run("export_invoices", "--period", "2026-10"))
 
@@ -87,7 +104,11 @@ def test_northwind_month_matches_the_hand_computed_invoices():
     assert project(document) == json.loads(EXPECTED.read_text())
     # Initech and Umbrella Health are drafted too, and every total adds up.
     assert sorted(inv["client"] for inv in document["invoices"]) == [
-        "Acme Legal LLP", "Globex Retail", "Initech", "Umbrella Health"]
+        "Acme Legal LLP",
+        "Globex Retail",
+        "Initech",
+        "Umbrella Health",
+    ]
 
 
 def test_northwind_with_the_rules_file_alone_leaves_vague_notes_pending():
@@ -95,10 +116,15 @@ def test_northwind_with_the_rules_file_alone_leaves_vague_notes_pending():
     out = run("draft_invoices", "--period", "2026-10")
     assert "4 draft(s) (4 new, 0 rebuilt)" in out
     invoices = {inv.client.name: inv for inv in Invoice.objects.select_related("client")}
-    pending = {name: inv.entry_links.filter(state="pending").count()
-               for name, inv in invoices.items()}
-    assert pending == {"Acme Legal LLP": 41, "Globex Retail": 38, "Initech": 41,
-                       "Umbrella Health": 53}
+    pending = {
+        name: inv.entry_links.filter(state="pending").count() for name, inv in invoices.items()
+    }
+    assert pending == {
+        "Acme Legal LLP": 41,
+        "Globex Retail": 38,
+        "Initech": 41,
+        "Umbrella Health": 53,
+    }
     # Drafting again gives the same drafts, rebuilt.
     ids = sorted(invoices[name].pk for name in invoices)
     assert "0 new, 4 rebuilt" in run("draft_invoices", "--period", "2026-10")

@@ -22,6 +22,7 @@ TIER_NONE = ""
 DEFAULT_CONFIDENCE_THRESHOLD = Decimal("0.7")
 ONE = Decimal(1)
 
+
 @dataclass(frozen=True)
 class CategoryInfo:
     key: str
@@ -171,10 +172,20 @@ def classify(
         billable = bool(manual.billable) and not inherently_free
         if manual.billable is False or (inherently_free and manual.billable is None):
             # Bills nothing whatever its category: never pending for want of one.
-            return Decision(None, description, TIER_MANUAL if manual.billable is False else TIER_NONE,
-                            None, None, False, "", False, "")
-        return Decision(None, description, TIER_NONE, None, None, billable, "", True,
-                        f"no category: {reason}")
+            return Decision(
+                None,
+                description,
+                TIER_MANUAL if manual.billable is False else TIER_NONE,
+                None,
+                None,
+                False,
+                "",
+                False,
+                "",
+            )
+        return Decision(
+            None, description, TIER_NONE, None, None, billable, "", True, f"no category: {reason}"
+        )
 
     if manual.billable is not None:
         billable = manual.billable
@@ -185,8 +196,17 @@ def classify(
 
     code = policy.billing_codes.get(info.key) or info.billing_code
     if billable and policy.require_billing_codes and not code:
-        return Decision(info.key, description, tier, rule_id, confidence, billable, "", True,
-                        f"no billing code for category '{info.key}' (the client requires one)")
+        return Decision(
+            info.key,
+            description,
+            tier,
+            rule_id,
+            confidence,
+            billable,
+            "",
+            True,
+            f"no billing code for category '{info.key}' (the client requires one)",
+        )
     return Decision(info.key, description, tier, rule_id, confidence, billable, code, False, "")
 
 
@@ -213,6 +233,5 @@ def _judge_model(
     if model.category not in categories:
         return f"model chose '{model.category}', which is not an allowed category", None
     if model.confidence is None or model.confidence < threshold:
-        return (f"model confidence {model.confidence} is below the threshold {threshold}",
-                None)
+        return (f"model confidence {model.confidence} is below the threshold {threshold}", None)
     return "", model.category

@@ -152,25 +152,37 @@ def price_invoice(
     for entry in entries:
         if entry.needs_review:
             pending.append(
-                EntryPlacement(entry.id, "pending", entry.seconds, pending_reason=entry.review_reason)
+                EntryPlacement(
+                    entry.id, "pending", entry.seconds, pending_reason=entry.review_reason
+                )
             )
             continue
         part = _group_part(entry, policy.group_lines_by)
         if not entry.billable:
             if policy.show_non_billable:
-                group = groups.setdefault((KIND_NO_CHARGE, entry.project, part), _Group(KIND_NO_CHARGE))
+                group = groups.setdefault(
+                    (KIND_NO_CHARGE, entry.project, part), _Group(KIND_NO_CHARGE)
+                )
                 group.entries.append(entry)
                 group.minutes.append(Fraction(entry.seconds, 60))
             continue
         match = rates.resolve(
-            day=entry.date, client=client, project=entry.project, person=entry.person, role=entry.role
+            day=entry.date,
+            client=client,
+            project=entry.project,
+            person=entry.person,
+            role=entry.role,
         )
         if match is None:
-            pending.append(EntryPlacement(
-                entry.id, "pending", entry.seconds,
-                pending_reason=f"no rate: none of the 9 rate levels covers {entry.person_name} "
-                f"on {entry.project_code or entry.project_name} on {entry.date.isoformat()}",
-            ))
+            pending.append(
+                EntryPlacement(
+                    entry.id,
+                    "pending",
+                    entry.seconds,
+                    pending_reason=f"no rate: none of the 9 rate levels covers {entry.person_name} "
+                    f"on {entry.project_code or entry.project_name} on {entry.date.isoformat()}",
+                )
+            )
             continue
         has_billable = True
         multiplier = policy.rate_multipliers.get(entry.category or "", Decimal(1))
@@ -179,7 +191,10 @@ def price_invoice(
         group = groups.get(key)
         if group is None:
             group = groups[key] = _Group(
-                KIND_TIME, match=match, multiplier=multiplier, unit_price=unit_price,
+                KIND_TIME,
+                match=match,
+                multiplier=multiplier,
+                unit_price=unit_price,
                 billing_code=entry.billing_code,
             )
         group.entries.append(entry)
@@ -218,16 +233,26 @@ def _build_line(group: _Group, policy: Policy) -> LineDraft:
         "raw_minutes": _minutes_str(Fraction(raw_seconds, 60)),
         "classified_by": dict(sorted(sources.items())),
     }
-    person_name = first.person_name if policy.group_lines_by in (
-        GroupBy.ENTRY, GroupBy.CATEGORY_PERSON) else ""
+    person_name = (
+        first.person_name
+        if policy.group_lines_by in (GroupBy.ENTRY, GroupBy.CATEGORY_PERSON)
+        else ""
+    )
 
     if group.kind == KIND_NO_CHARGE:
         quantity = round_quantity(Fraction(raw_seconds, 3600))
         placements = [EntryPlacement(e.id, "no_charge", e.seconds) for e in group.entries]
         line = LineDraft(
-            KIND_NO_CHARGE, f"{description} (No charge)", quantity, ZERO, ZERO,
-            category=first.category, project=first.project, first_date=first.date,
-            person=first.person if person_name else None, entries=placements,
+            KIND_NO_CHARGE,
+            f"{description} (No charge)",
+            quantity,
+            ZERO,
+            ZERO,
+            category=first.category,
+            project=first.project,
+            first_date=first.date,
+            person=first.person if person_name else None,
+            entries=placements,
         )
         derivation["note"] = "non-billable: raw hours shown, no charge"
     else:
@@ -244,35 +269,49 @@ def _build_line(group: _Group, policy: Policy) -> LineDraft:
             for e, m in zip(group.entries, group.minutes, strict=True)
         ]
         row = group.match.row
-        derivation.update({
-            "billed_minutes": _minutes_str(entry_minutes),
-            "rate": {
-                "row": row.id, "level": int(group.match.level), "level_label": group.match.level.label,
-                "rate": str(row.rate),
-                "from": row.valid_from.isoformat() if row.valid_from else None,
-                "to": row.valid_to.isoformat() if row.valid_to else None,
-            },
-            "multiplier": str(group.multiplier),
-            "unit_price": str(group.unit_price),
-            "rounding": {
-                "increment_minutes": policy.increment_minutes,
-                "mode": str(policy.rounding_mode),
-                "locus": str(policy.rounding_locus),
-                "minimum_minutes": policy.minimum_minutes,
-            },
-            "arithmetic": f"{quantity} h x {group.unit_price} = {amount} {policy.currency}",
-        })
+        derivation.update(
+            {
+                "billed_minutes": _minutes_str(entry_minutes),
+                "rate": {
+                    "row": row.id,
+                    "level": int(group.match.level),
+                    "level_label": group.match.level.label,
+                    "rate": str(row.rate),
+                    "from": row.valid_from.isoformat() if row.valid_from else None,
+                    "to": row.valid_to.isoformat() if row.valid_to else None,
+                },
+                "multiplier": str(group.multiplier),
+                "unit_price": str(group.unit_price),
+                "rounding": {
+                    "increment_minutes": policy.increment_minutes,
+                    "mode": str(policy.rounding_mode),
+                    "locus": str(policy.rounding_locus),
+                    "minimum_minutes": policy.minimum_minutes,
+                },
+                "arithmetic": f"{quantity} h x {group.unit_price} = {amount} {policy.currency}",
+            }
+        )
         line = LineDraft(
-            KIND_TIME, description, quantity, group.unit_price, amount,
-            category=first.category, billing_code=group.billing_code, project=first.project,
-            person=first.person if person_name else None, first_date=first.date,
+            KIND_TIME,
+            description,
+            quantity,
+            group.unit_price,
+            amount,
+            category=first.category,
+            billing_code=group.billing_code,
+            project=first.project,
+            person=first.person if person_name else None,
+            first_date=first.date,
             entries=placements,
         )
     line.derivation = derivation
     # Section 6: by first entry date, then person name, then category name.
     line.sort_key = (
-        first.date, person_name.casefold(), first.category_name.casefold(),
-        line.description.casefold(), first.id,
+        first.date,
+        person_name.casefold(),
+        first.category_name.casefold(),
+        line.description.casefold(),
+        first.id,
     )
     line.project_code = first.project_code
     line.project_name = first.project_name
@@ -297,24 +336,43 @@ def _adjustment_lines(lines: Sequence[LineDraft], policy: Policy) -> list[LineDr
         if billed > cap:
             excess = billed - cap
             cap_total -= excess
-            adjustments.append(LineDraft(
-                KIND_CAP, f"Not-to-exceed adjustment ({name})", Decimal(1), -excess, -excess,
-                project=project,
-                derivation={"cap": {"project": code, "amount": str(cap), "billed": str(billed),
-                                    "excess": str(excess)},
-                            "arithmetic": f"-({billed} - {cap}) = {-excess} {policy.currency}"},
-            ))
+            adjustments.append(
+                LineDraft(
+                    KIND_CAP,
+                    f"Not-to-exceed adjustment ({name})",
+                    Decimal(1),
+                    -excess,
+                    -excess,
+                    project=project,
+                    derivation={
+                        "cap": {
+                            "project": code,
+                            "amount": str(cap),
+                            "billed": str(billed),
+                            "excess": str(excess),
+                        },
+                        "arithmetic": f"-({billed} - {cap}) = {-excess} {policy.currency}",
+                    },
+                )
+            )
     if policy.discount_percent > 0:
         subtotal = sum((ln.amount for ln in lines if ln.kind == KIND_TIME), ZERO)
         base = subtotal + cap_total
         discount = -percent_of(base, policy.discount_percent, policy.currency)
-        adjustments.append(LineDraft(
-            KIND_DISCOUNT, f"Discount ({policy.discount_percent.normalize():f}%)", Decimal(1),
-            discount, discount,
-            derivation={"discount": {"percent": str(policy.discount_percent), "base": str(base)},
-                        "arithmetic": f"-round({base} x {policy.discount_percent} / 100) = "
-                                      f"{discount} {policy.currency}"},
-        ))
+        adjustments.append(
+            LineDraft(
+                KIND_DISCOUNT,
+                f"Discount ({policy.discount_percent.normalize():f}%)",
+                Decimal(1),
+                discount,
+                discount,
+                derivation={
+                    "discount": {"percent": str(policy.discount_percent), "base": str(base)},
+                    "arithmetic": f"-round({base} x {policy.discount_percent} / 100) = "
+                    f"{discount} {policy.currency}",
+                },
+            )
+        )
     return adjustments
 
 
