@@ -6,7 +6,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 ensure_python() {
     local stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
-    if [ ! -x .venv/bin/python ]; then
+    if [ ! -x .venv/bin/python ] || [ ! -x .venv/bin/pip ]; then
+        # A missing or half-made environment (an interrupted earlier run) is made anew.
+        rm -rf .venv
         python3 -m venv .venv
     fi
     if [ ! -f "$stamp" ]; then
