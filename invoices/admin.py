@@ -633,7 +633,9 @@ class InvoiceAdmin(admin.ModelAdmin):
                 "entry": link.entry,
                 "classification": getattr(link.entry, "classification", None),
                 "raw": _hours(link.raw_seconds),
-                "billed": _hours(link.billed_seconds) if link.line_id else "",
+                "billed": _hours(link.billed_seconds)
+                if link.state == InvoiceEntry.State.BILLED
+                else "",
             }
             if link.line_id is None:
                 pending.append(row)
