@@ -636,3 +636,16 @@ def test_s0_fraction_rounding_half_up():
     assert fraction_to_decimal(Fraction(1, 8), 2) == D("0.13")
     assert fraction_to_decimal(Fraction(1, 3), 4) == D("0.3333")
     assert fraction_to_decimal(Fraction(2, 3), 4) == D("0.6667")
+
+
+def test_s6_line_derivation_names_the_one_rate_row_of_its_entries():
+    # Same value, different rows (Ana's own rate, Ben's role rate): two lines, each explained.
+    rates = RateTable([RateRow(1, D("150.00"), person=ANA), RateRow(2, D("150.00"), role="Senior")])
+    entries = [entry(1), entry(2, person=BEN, name="Ben Okafor", role="Senior")]
+    draft = price_invoice(
+        entries, policy=policy(group_lines_by=GroupBy.CATEGORY), rates=rates, client=CLIENT
+    )
+    assert [(ln.derivation["rate"]["row"], ln.quantity) for ln in draft.lines] == [
+        (1, D("1.0000")),
+        (2, D("1.0000")),
+    ]

@@ -187,7 +187,9 @@ def price_invoice(
         has_billable = True
         multiplier = policy.rate_multipliers.get(entry.category or "", Decimal(1))
         unit_price = round_rate(match.row.rate * multiplier)
-        key = (KIND_TIME, entry.project, unit_price, entry.billing_code, part)
+        # The rate row is part of the key (not only its value) so each line's derivation
+        # names the one row that priced all of its entries.
+        key = (KIND_TIME, entry.project, unit_price, match.row.id, entry.billing_code, part)
         group = groups.get(key)
         if group is None:
             group = groups[key] = _Group(
