@@ -116,10 +116,12 @@ def _draft_client(
     with transaction.atomic():
         # Serializes drafting per client: a concurrent run waits here, then sees our result.
         Client.objects.select_for_update().get(pk=client_id)
+        # Locked too: an approval (which locks the invoice) and a rebuild take turns, so a
+        # rebuild never overwrites an approval that committed while it ran.
         live = list(
-            Invoice.objects.filter(
-                client_id=client_id, period_start=period.start, period_end=period.end
-            ).exclude(status=InvoiceStatus.VOID)
+            Invoice.objects.select_for_update()
+            .filter(client_id=client_id, period_start=period.start, period_end=period.end)
+            .exclude(status=InvoiceStatus.VOID)
         )
         drafts = {inv.project_id: inv for inv in live if inv.status == InvoiceStatus.DRAFT}
         summary.frozen += sum(1 for inv in live if inv.status != InvoiceStatus.DRAFT)
@@ -217,7 +219,7 @@ def _save(draft, result: InvoiceDraft, client_id, scope, period, config, user) -
         before = str(draft.total)
         for name, value in values.items():
             setattr(draft, name, value)
-        draft.save()
+        draft.save(update_fields=list(values))  # never status or approval fields
         invoice = draft
         if before != str(result.total):
             InvoiceEvent.objects.create(

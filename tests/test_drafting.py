@@ -2,6 +2,7 @@
 
 import datetime as dt
 import threading
+import time
 from decimal import Decimal as D
 
 import pytest
@@ -256,3 +257,37 @@ def test_s8_concurrent_drafts_cannot_double_bill(setup):
     assert live.values("entry").distinct().count() == 28
     for invoice in Invoice.objects.all():
         assert invoice.total == sum(line.amount for line in invoice.lines.all())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_s8_approval_during_a_rebuild_is_never_undone(setup, approver):
+    """An approval that commits while a rebuild of the same draft runs: the rebuild waits for
+    the invoice lock, then sees an approved invoice and leaves it alone."""
+    for day in range(1, 29):
+        make.entry(setup["project"], setup["ana"], day=dt.date(2026, 10, day))
+    invoice = draft_invoices(period=OCTOBER).invoices[0]
+    locked = threading.Event()
+    errors = []
+
+    def approve_slowly():
+        try:
+            with transaction.atomic():
+                Invoice.objects.select_for_update().get(pk=invoice.pk)
+                locked.set()
+                approve_invoice(invoice=invoice, user=approver)
+                time.sleep(0.5)  # the rebuild starts meanwhile and must wait
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=approve_slowly)
+    thread.start()
+    locked.wait(5)
+    summary = draft_invoices(period=OCTOBER)
+    thread.join()
+    assert errors == []
+    invoice.refresh_from_db()
+    assert invoice.status == "approved"
+    assert (summary.frozen, summary.invoices) == (1, [])
+    assert InvoiceEntry.objects.filter(invoice=invoice, is_live=True).count() == 28
