@@ -30,9 +30,11 @@ def correct_entry(
 ) -> Invoice | None:
     """A reviewer's decision (tier 1: always wins, survives re-runs). Rebuilds the draft the
     entry is on, and returns it."""
-    if entry.locked:
-        raise CorrectionRefused("the entry is on an approved invoice; void the invoice first")
     with transaction.atomic():
+        # Under the entry's row lock: approval sets `locked` on the same rows, so a correction
+        # and an approval take turns and a frozen entry is never corrected.
+        if TimeEntry.objects.select_for_update().get(pk=entry.pk).locked:
+            raise CorrectionRefused("the entry is on an approved invoice; void the invoice first")
         classification, _ = Classification.objects.select_for_update().get_or_create(entry=entry)
         before = {
             "category": classification.manual_category_id,
