@@ -93,6 +93,15 @@ class ImportBatch(models.Model):
         return f"{self.filename} ({self.source}, {self.imported_at:%Y-%m-%d %H:%M})"
 
 
+class LiveEntries(models.Manager["TimeEntry"]):
+    """Entries still present at their source: everything billing reads. An entry deleted at
+    the source is kept (marked `deleted_at`, see timesheets.sync) for its history and in case
+    it comes back, but no draft, classification or report sees it."""
+
+    def get_queryset(self) -> models.QuerySet["TimeEntry"]:
+        return super().get_queryset().filter(deleted_at__isnull=True)
+
+
 class TimeEntry(models.Model):
     class Source(models.TextChoices):
         HARVEST = "harvest", "Harvest"
@@ -127,10 +136,30 @@ class TimeEntry(models.Model):
     import_batch = models.ForeignKey(
         ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="entries"
     )
+    # Set for entries that arrive through an API sync (None for CSV imports).
+    connection = models.ForeignKey(
+        "TrackerConnection",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="entries",
+    )
+    # The tracker's own last-modified time of the entry, as last synced.
+    source_updated_at = models.DateTimeField(null=True, blank=True)
+    # When a sync noticed that the entry is gone at the source (never set for an entry on an
+    # approved invoice: that one stays billed and its invoice is flagged instead).
+    deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Every entry, deleted ones too (the sync's upsert and the admin use it).
+    all_objects = models.Manager()
+    # The default manager: entries deleted at the source are invisible unless asked for.
+    objects = LiveEntries()
+
     class Meta:
+        default_manager_name = "objects"
+        base_manager_name = "all_objects"
         ordering = ["date", "person__name", "id"]
         verbose_name_plural = "time entries"
         constraints = [
@@ -143,6 +172,7 @@ class TimeEntry(models.Model):
         indexes = [
             models.Index(fields=["client", "date"]),
             models.Index(fields=["client", "normalized_notes"]),
+            models.Index(fields=["connection", "date"]),
         ]
 
     def __str__(self) -> str:
@@ -151,3 +181,234 @@ class TimeEntry(models.Model):
     @property
     def key(self) -> str:
         return f"{self.source}:{self.external_id}"
+
+
+# --- API sync from the trackers (timesheets.sync) ----------------------------------------------
+
+
+class TrackerConnection(models.Model):
+    """One tracker account or workspace that the hourly sync reads, with its encrypted token."""
+
+    class Kind(models.TextChoices):
+        HARVEST = "harvest", "Harvest v2"
+        CLOCKIFY = "clockify", "Clockify"
+        TOGGL = "toggl", "Toggl Track v9 / Reports v3"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        FAILING = "failing", "Failing (tried again every run)"
+        STOPPED = "stopped", "Stopped (needs someone to fix it)"
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    account_id = models.CharField(
+        max_length=100,
+        help_text="Harvest account id, Clockify workspace id or Toggl Track workspace id.",
+    )
+    # Fernet ciphertext (integrations.encryption); the token itself is never stored, shown or
+    # logged.
+    token_encrypted = models.TextField(blank=True, editable=False)
+    token_set_at = models.DateTimeField(null=True, blank=True, editable=False)
+    options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Per-tracker options, see docs/sync.md (api, page_size, timezone, ...).",
+    )
+    base_url = models.URLField(blank=True, help_text="Blank: the tracker's public API.")
+    reports_url = models.URLField(
+        blank=True, help_text="Clockify and Toggl reports API. Blank: the public one."
+    )
+    is_enabled = models.BooleanField(default=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
+    status_reason = models.TextField(blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    # A rate limit or quota answer said to come back later: runs before then are not started.
+    retry_after = models.DateTimeField(null=True, blank=True)
+    # Incremental sync: the tracker's last-modified time of the newest entry seen (Harvest,
+    # Toggl /me), or the start of the last successful run (report APIs). None: not synced yet.
+    cursor = models.DateTimeField(null=True, blank=True)
+    overlap_minutes = models.PositiveIntegerField(
+        default=30, help_text="Each run re-reads this much before the cursor."
+    )
+    window_days = models.PositiveIntegerField(
+        default=45,
+        help_text="Rolling window re-read in full to notice entries deleted at the source.",
+    )
+    window_every_hours = models.PositiveIntegerField(
+        default=1, help_text="How often the rolling window is re-read (1: every hourly run)."
+    )
+    window_checked_at = models.DateTimeField(null=True, blank=True)
+    sync_from = models.DateField(
+        null=True,
+        blank=True,
+        help_text="Entries dated before this day are never read. Blank: the first run reads "
+        "the rolling window.",
+    )
+    # The first run (backfill) reads day ranges in order; it resumes from here after a stop.
+    backfill_position = models.DateField(null=True, blank=True, editable=False)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="tracker_connection_name_unique_ci"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
+class SyncRun(models.Model):
+    """One run of one connection's sync, and what it did (written page by page)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        RATE_LIMITED = "rate_limited", "Stopped by a rate limit (resumes later)"
+        SKIPPED = "skipped", "Skipped (another sync of this connection was running)"
+        ABANDONED = "abandoned", "Abandoned (its worker stopped mid-run)"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        ADMIN = "admin", "Admin (sync now)"
+        COMMAND = "command", "manage.py sync"
+        MAPPING = "mapping", "New mapping"
+
+    connection = models.ForeignKey(TrackerConnection, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.SCHEDULE)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    pages = models.PositiveIntegerField(default=0)
+    fetched = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    deleted = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    frozen = models.PositiveIntegerField(
+        default=0, help_text="Changed or deleted at the source while on an approved invoice."
+    )
+    held = models.PositiveIntegerField(default=0, help_text="Waiting for a person/project mapping.")
+    running_skipped = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    error_messages = models.JSONField(default=list, blank=True)
+    progress = models.CharField(max_length=300, blank=True)
+    cursor_before = models.DateTimeField(null=True, blank=True)
+    cursor_after = models.DateTimeField(null=True, blank=True)
+    import_batch = models.OneToOneField(
+        ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="sync_run"
+    )
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["connection", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.connection.name} {self.started_at:%Y-%m-%d %H:%M} {self.status}"
+
+
+class ExternalPerson(models.Model):
+    """A tracker's user, and the firm's person whose time it is (None: waiting to be mapped)."""
+
+    class MatchedBy(models.TextChoices):
+        NONE = "", "Not mapped"
+        EMAIL = "email", "Same email"
+        ADMIN = "admin", "Mapped in the admin"
+
+    connection = models.ForeignKey(
+        TrackerConnection, on_delete=models.CASCADE, related_name="external_people"
+    )
+    external_id = models.CharField(max_length=100)
+    name = models.CharField(max_length=200, blank=True)
+    email = models.CharField(max_length=254, blank=True)
+    person = models.ForeignKey(
+        Person, null=True, blank=True, on_delete=models.SET_NULL, related_name="tracker_users"
+    )
+    matched_by = models.CharField(max_length=10, choices=MatchedBy.choices, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["connection__name", "name"]
+        verbose_name = "tracker person"
+        verbose_name_plural = "tracker people"
+        constraints = [
+            models.UniqueConstraint(
+                "connection", "external_id", name="external_person_unique_per_connection"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.external_id} ({self.connection.name})"
+
+
+class ExternalProject(models.Model):
+    """A tracker's project, and the firm's project it is (None: waiting to be mapped).
+    `external_id` "" stands for the tracker's entries without a project."""
+
+    class MatchedBy(models.TextChoices):
+        NONE = "", "Not mapped"
+        CODE = "code", "Same project code"
+        NAME = "name", "Same client and project name"
+        ADMIN = "admin", "Mapped in the admin"
+
+    connection = models.ForeignKey(
+        TrackerConnection, on_delete=models.CASCADE, related_name="external_projects"
+    )
+    external_id = models.CharField(max_length=100, blank=True)
+    name = models.CharField(max_length=200, blank=True)
+    code = models.CharField(max_length=50, blank=True)
+    client_name = models.CharField(max_length=200, blank=True)
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="tracker_projects"
+    )
+    matched_by = models.CharField(max_length=10, choices=MatchedBy.choices, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["connection__name", "client_name", "name"]
+        verbose_name = "tracker project"
+        constraints = [
+            models.UniqueConstraint(
+                "connection", "external_id", name="external_project_unique_per_connection"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        label = " / ".join(part for part in (self.client_name, self.name) if part)
+        return f"{label or self.external_id or '(no project)'} ({self.connection.name})"
+
+
+class HeldEntry(models.Model):
+    """An entry read from a tracker whose person or project is not mapped yet. It waits here,
+    as the tracker last reported it, and is stored by the first sync after both are mapped."""
+
+    connection = models.ForeignKey(
+        TrackerConnection, on_delete=models.CASCADE, related_name="held_entries"
+    )
+    external_id = models.CharField(max_length=100)
+    external_person = models.ForeignKey(
+        ExternalPerson, on_delete=models.CASCADE, related_name="held_entries"
+    )
+    external_project = models.ForeignKey(
+        ExternalProject, on_delete=models.CASCADE, related_name="held_entries"
+    )
+    date = models.DateField()
+    data = models.JSONField()
+    fetched_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["date", "id"]
+        verbose_name = "entry waiting for a mapping"
+        verbose_name_plural = "entries waiting for a mapping"
+        constraints = [
+            models.UniqueConstraint(
+                "connection", "external_id", name="held_entry_unique_per_connection"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.external_id} ({self.connection.name})"

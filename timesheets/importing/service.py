@@ -1,9 +1,13 @@
 """Import one time-tracker CSV export: every row is checked before anything is stored, and a
-file is either stored whole, in one transaction, or refused whole with every problem listed."""
+file is either stored whole, in one transaction, or refused whole with every problem listed.
+
+`upsert_entries` is the one upsert of time entries by (source, external id): the CSV import and
+the API sync (timesheets.sync) both store entries through it."""
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date, datetime, time
 from functools import partial
 from pathlib import PurePosixPath
 from typing import Any
@@ -48,6 +52,8 @@ CONTENT_FIELDS = (
     "tracker_billable",
     "content_hash",
 )
+# Written with the content: where the entry came from, and that it is (again) at the source.
+SYNC_FIELDS = ("connection", "source_updated_at", "deleted_at")
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,8 @@ class ImportResult:
 
 
 @dataclass(frozen=True)
-class _Values:
-    """One valid row's values, as the entry stores them."""
+class EntryValues:
+    """One entry's values, as the entry stores them."""
 
     person: Person
     client: Client
@@ -86,7 +92,7 @@ class _Values:
     tracker_billable: bool
 
     @classmethod
-    def of(cls, row: ParsedRow, match: Match) -> "_Values":
+    def of(cls, row: ParsedRow, match: Match) -> "EntryValues":
         # Only rows of a file without errors get here, so every value has parsed.
         assert row.date is not None
         assert row.duration_seconds is not None
@@ -128,14 +134,38 @@ class _Values:
 
 
 @dataclass(frozen=True)
-class _Incoming:
+class IncomingEntry:
+    """An entry as a source reports it, keyed by (source, external_id)."""
+
     external_id: str
-    values: _Values
+    values: EntryValues
     content: dict[str, Any]
     content_hash: str
+    # Set by the API sync only.
+    connection_id: int | None = None
+    source_updated_at: datetime | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        external_id: str,
+        values: EntryValues,
+        connection_id: int | None = None,
+        source_updated_at: datetime | None = None,
+    ) -> "IncomingEntry":
+        content = values.content()
+        return cls(
+            external_id=external_id,
+            values=values,
+            content=content,
+            content_hash=content_hash(content),
+            connection_id=connection_id,
+            source_updated_at=source_updated_at,
+        )
 
 
-def _read(content: bytes, date_order: DateOrder | None) -> tuple[str, list[_Incoming]]:
+def _read(content: bytes, date_order: DateOrder | None) -> tuple[str, list[IncomingEntry]]:
     """The format's source and every row ready to store, or ImportRejected with all errors."""
     table = read_table(decode_export(content))
     layout = detect_layout(table.header, header_line=table.header_line)
@@ -150,23 +180,16 @@ def _read(content: bytes, date_order: DateOrder | None) -> tuple[str, list[_Inco
         raise ImportRejected(errors)
 
     source = layout.format.source
-    rows = [_Values.of(row, matches[row.line]) for row in parsed]
+    rows = [EntryValues.of(row, matches[row.line]) for row in parsed]
     keys = external_ids(source=source, identities=(values.identity() for values in rows))
-    incoming = []
-    for values, key in zip(rows, keys, strict=True):
-        row_content = values.content()
-        incoming.append(
-            _Incoming(
-                external_id=key,
-                values=values,
-                content=row_content,
-                content_hash=content_hash(row_content),
-            )
-        )
+    incoming = [
+        IncomingEntry.of(external_id=key, values=values)
+        for values, key in zip(rows, keys, strict=True)
+    ]
     return source, incoming
 
 
-def _apply(entry: TimeEntry, item: _Incoming) -> None:
+def _apply(entry: TimeEntry, item: IncomingEntry) -> None:
     values = item.values
     entry.person = values.person
     entry.client = values.client
@@ -179,18 +202,30 @@ def _apply(entry: TimeEntry, item: _Incoming) -> None:
     entry.normalized_notes = normalize_notes(values.notes)
     entry.tracker_billable = values.tracker_billable
     entry.content_hash = item.content_hash
+    entry.connection_id = item.connection_id
+    entry.source_updated_at = item.source_updated_at
+    # Reported by the source, so present there (again, if a sync had noticed it gone).
+    entry.deleted_at = None
 
 
 def _existing_entries(source: str, keys: list[str]) -> dict[str, TimeEntry]:
-    """Entries already stored under these keys, locked until the import commits so that an
-    approval cannot lock an entry between our reading `locked` and our update."""
+    """Entries already stored under these keys (deleted ones too: they come back), locked until
+    the import commits so that an approval cannot lock an entry between our reading `locked`
+    and our update."""
     found: dict[str, TimeEntry] = {}
     for start in range(0, len(keys), BATCH_SIZE):
         chunk = keys[start : start + BATCH_SIZE]
         for entry in (
-            TimeEntry.objects.select_for_update()
+            TimeEntry.all_objects.select_for_update()
             .filter(source=source, external_id__in=chunk)
-            .only("id", "external_id", "content_hash", "locked", "pending_source_change")
+            .only(
+                "id",
+                "external_id",
+                "content_hash",
+                "locked",
+                "pending_source_change",
+                "deleted_at",
+            )
         ):
             found[entry.external_id] = entry
     return found
@@ -200,21 +235,23 @@ def _existing_entries(source: str, keys: list[str]) -> dict[str, TimeEntry]:
 class _Plan:
     """What an import does to each row, decided before anything is written."""
 
-    new: list[_Incoming] = field(default_factory=list)
-    changed: list[tuple[TimeEntry, _Incoming]] = field(default_factory=list)
+    new: list[IncomingEntry] = field(default_factory=list)
+    changed: list[tuple[TimeEntry, IncomingEntry]] = field(default_factory=list)
     # Changed at the source while on an approved invoice: recorded beside the entry only.
-    frozen: list[tuple[TimeEntry, _Incoming]] = field(default_factory=list)
+    frozen: list[tuple[TimeEntry, IncomingEntry]] = field(default_factory=list)
     # Entries whose recorded pending change the source has taken back.
     settled: list[TimeEntry] = field(default_factory=list)
     unchanged: int = 0
 
 
-def _plan(incoming: list[_Incoming], existing: dict[str, TimeEntry]) -> _Plan:
+def _plan(incoming: Sequence[IncomingEntry], existing: dict[str, TimeEntry]) -> _Plan:
     plan = _Plan()
     for item in incoming:
         entry = existing.get(item.external_id)
         if entry is None:
             plan.new.append(item)
+        elif entry.deleted_at is not None and not entry.locked:
+            plan.changed.append((entry, item))  # back at the source: restored
         elif entry.content_hash == item.content_hash:
             plan.unchanged += 1
             if entry.pending_source_change is not None:
@@ -226,79 +263,134 @@ def _plan(incoming: list[_Incoming], existing: dict[str, TimeEntry]) -> _Plan:
     return plan
 
 
-def _store(
+@dataclass(frozen=True)
+class UpsertCounts:
+    """What an upsert is about to do, decided before anything is written."""
+
+    rows: int
+    created: int
+    updated: int
+    unchanged: int
+    frozen: int
+
+
+@dataclass(frozen=True)
+class UpsertOutcome:
+    batch: ImportBatch | None
+    created_ids: list[int]
+    updated_ids: list[int]
+    # On an approved invoice and changed at the source: recorded, not applied.
+    frozen_ids: list[int]
+    unchanged: int
+
+
+def upsert_entries(
     *,
     source: str,
-    incoming: list[_Incoming],
-    filename: str,
-    sha256: str,
-    user: User | None,
-) -> ImportResult:
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [IMPORT_LOCK_ID])
-        plan = _plan(incoming, _existing_entries(source, [item.external_id for item in incoming]))
-        new, changed, frozen = plan.new, plan.changed, plan.frozen
+    incoming: Sequence[IncomingEntry],
+    batch_for: Callable[[UpsertCounts], ImportBatch | None],
+) -> UpsertOutcome:
+    """Store entries by (source, external_id): new ones created, changed ones updated, entries
+    on an approved invoice left as billed with the source's version recorded beside them.
 
-        batch = ImportBatch.objects.create(
-            source=source,
-            filename=filename,
-            sha256=sha256,
+    Runs inside the caller's transaction (the caller sends `entries_imported` after its commit)
+    and takes the import lock for it. `batch_for` is called once, with the counts, before
+    anything is written; it returns the ImportBatch that new and changed entries point to."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("upsert_entries must run inside transaction.atomic()")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [IMPORT_LOCK_ID])
+    plan = _plan(incoming, _existing_entries(source, [item.external_id for item in incoming]))
+    new, changed, frozen = plan.new, plan.changed, plan.frozen
+    batch = batch_for(
+        UpsertCounts(
             rows=len(incoming),
             created=len(new),
             updated=len(changed),
             unchanged=plan.unchanged,
-            frozen_changes=len(frozen),
+            frozen=len(frozen),
+        )
+    )
+    now = timezone.now()
+
+    created_entries = []
+    for item in new:
+        entry = TimeEntry(source=source, external_id=item.external_id, import_batch=batch)
+        _apply(entry, item)
+        created_entries.append(entry)
+    TimeEntry.objects.bulk_create(created_entries, batch_size=BATCH_SIZE)
+
+    for entry, item in changed:
+        _apply(entry, item)
+        entry.import_batch = batch
+        # The source's values are now the entry's: a change recorded while the entry was
+        # on an invoice that has since been voided is no longer pending.
+        entry.pending_source_change = None
+        # Bulk writes skip auto_now.
+        entry.updated_at = now
+    update_by_pk(
+        [entry for entry, _ in changed],
+        [*CONTENT_FIELDS, *SYNC_FIELDS, "pending_source_change", "import_batch", "updated_at"],
+        batch_size=BATCH_SIZE,
+    )
+
+    for entry, item in frozen:
+        # The entry stays as billed; the source's version waits beside it for review.
+        entry.pending_source_change = {
+            **item.content,
+            "content_hash": item.content_hash,
+            "import_batch_id": batch.pk if batch else None,
+        }
+    for entry in plan.settled:
+        entry.pending_source_change = None
+    for entry in [entry for entry, _ in frozen] + plan.settled:
+        entry.updated_at = now
+    update_by_pk(
+        [entry for entry, _ in frozen] + plan.settled,
+        ["pending_source_change", "updated_at"],
+        batch_size=BATCH_SIZE,
+    )
+    return UpsertOutcome(
+        batch=batch,
+        created_ids=[entry.pk for entry in created_entries],
+        updated_ids=[entry.pk for entry, _ in changed],
+        frozen_ids=[entry.pk for entry, _ in frozen],
+        unchanged=plan.unchanged,
+    )
+
+
+def _store(
+    *,
+    source: str,
+    incoming: list[IncomingEntry],
+    filename: str,
+    sha256: str,
+    user: User | None,
+) -> ImportResult:
+    def new_batch(counts: UpsertCounts) -> ImportBatch:
+        return ImportBatch.objects.create(
+            source=source,
+            filename=filename,
+            sha256=sha256,
+            rows=counts.rows,
+            created=counts.created,
+            updated=counts.updated,
+            unchanged=counts.unchanged,
+            frozen_changes=counts.frozen,
             imported_by=user,
         )
-        now = timezone.now()
 
-        created_entries = []
-        for item in new:
-            entry = TimeEntry(source=source, external_id=item.external_id, import_batch=batch)
-            _apply(entry, item)
-            created_entries.append(entry)
-        TimeEntry.objects.bulk_create(created_entries, batch_size=BATCH_SIZE)
-
-        for entry, item in changed:
-            _apply(entry, item)
-            entry.import_batch = batch
-            # The source's values are now the entry's: a change recorded while the entry was
-            # on an invoice that has since been voided is no longer pending.
-            entry.pending_source_change = None
-            # Bulk writes skip auto_now.
-            entry.updated_at = now
-        update_by_pk(
-            [entry for entry, _ in changed],
-            [*CONTENT_FIELDS, "pending_source_change", "import_batch", "updated_at"],
-            batch_size=BATCH_SIZE,
-        )
-
-        for entry, item in frozen:
-            # The entry stays as billed; the source's version waits beside it for review.
-            entry.pending_source_change = {
-                **item.content,
-                "content_hash": item.content_hash,
-                "import_batch_id": batch.pk,
-            }
-        for entry in plan.settled:
-            entry.pending_source_change = None
-        for entry in [entry for entry, _ in frozen] + plan.settled:
-            entry.updated_at = now
-        update_by_pk(
-            [entry for entry, _ in frozen] + plan.settled,
-            ["pending_source_change", "updated_at"],
-            batch_size=BATCH_SIZE,
-        )
-
+    with transaction.atomic():
+        outcome = upsert_entries(source=source, incoming=incoming, batch_for=new_batch)
+        batch = outcome.batch
+        assert batch is not None
         transaction.on_commit(
             partial(
                 entries_imported.send,
                 sender=ImportBatch,
                 batch=batch,
-                entry_ids=[entry.pk for entry in created_entries]
-                + [entry.pk for entry, _ in changed],
-                frozen_entry_ids=[entry.pk for entry, _ in frozen],
+                entry_ids=outcome.created_ids + outcome.updated_ids,
+                frozen_entry_ids=outcome.frozen_ids,
             )
         )
     return ImportResult(

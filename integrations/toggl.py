@@ -1,0 +1,424 @@
+"""Toggl Track: API v9 (`/me/time_entries`) and Reports API v3 (detailed search), read-only.
+
+    client = TogglClient(api_token=...)
+    entries = client.my_time_entries(since=cursor)                          # one user, 1 call
+    for page in client.report_pages(workspace_id, start_date=..., end_date=...):   # workspace
+        ...
+
+Contract (shared/specs/api-notes.md section 3): HTTP Basic auth with the API token as user name
+and the literal password `api_token`.
+
+- `GET /me/time_entries` answers a bare array with no paging. With `since` (UNIX time) it lists
+  entries *modified* since then, deleted ones included (`server_deleted_at` set): the cursor is
+  `at`. Without it, `start_date`/`end_date` select by start.
+- `POST /workspace/{ws}/search/time_entries` (Reports v3) answers an array of rows, each with its
+  `time_entries`; the next page is asked for by sending the `X-Next-ID` and `X-Next-Row-Number`
+  response headers back as `first_id` / `first_row_number`; no headers: last page.
+- Durations are seconds; a running entry has a negative duration and no stop.
+- Rates are cents (`hourly_rate_in_cents`), read as `Decimal` / 100.
+
+Quotas (since Sep 2025): 30-600 requests per hour; when used up Toggl answers **402**, and a
+burst limiter answers 429. Errors, each named, never carrying the token:
+
+    TogglAuthError        401/403: token refused
+    TogglQuotaExceeded    402 whose reset is further away than this client may wait
+    TogglRateLimited      429 still answered after the retries, or a Retry-After too long
+    TogglUnavailable      5xx, timeouts, dropped connections, after bounded retries
+    TogglResponseError    any other answer (400 "Invalid start date", text bodies) or shape
+
+This module imports neither `timesheets` nor `invoices`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+DEFAULT_BASE_URL = "https://api.track.toggl.com/api/v9"
+DEFAULT_REPORTS_URL = "https://api.track.toggl.com/reports/api/v3"
+DEFAULT_REPORT_PAGE_SIZE = 50
+# Header names of the remaining-quota answer are not documented [G]; Retry-After wins if sent.
+QUOTA_RESET_HEADERS = ("Retry-After", "X-Toggl-Quota-Resets-In")
+
+
+class TogglError(Exception):
+    """Base of everything this adapter raises."""
+
+
+class TogglAuthError(TogglError):
+    """The token was refused (Toggl historically answers 403, sometimes 401)."""
+
+
+class TogglQuotaExceeded(TogglError):
+    def __init__(self, message: str, *, retry_after: int | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TogglRateLimited(TogglError):
+    def __init__(self, message: str, *, retry_after: int | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TogglUnavailable(TogglError):
+    """Toggl did not answer usefully within the retries (5xx, timeouts, resets)."""
+
+
+class TogglResponseError(TogglError):
+    """An answer this client does not understand."""
+
+
+@dataclass(frozen=True)
+class TogglUser:
+    id: int
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class TogglTimeEntry:
+    id: int
+    workspace_id: int | None
+    user_id: int
+    user_name: str
+    project_id: int | None
+    project_name: str
+    client_name: str
+    task_id: int | None
+    task_name: str
+    description: str
+    billable: bool
+    start: dt.datetime
+    stop: dt.datetime | None
+    duration_seconds: int  # negative while running
+    updated_at: dt.datetime | None  # `at`
+    deleted_at: dt.datetime | None  # `server_deleted_at` (only through `since`)
+    tags: tuple[str, ...]
+    hourly_rate: Decimal | None
+    currency: str
+
+    @property
+    def is_running(self) -> bool:
+        return self.duration_seconds < 0 or self.stop is None
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise ValueError(f"timestamp without a timezone: {text!r}")
+    return value
+
+
+def _optional_int(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"not an id: {value!r}")
+    return int(value)
+
+
+def _seconds(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise ValueError(f"duration is not a number of seconds: {value!r}")
+    return int(value)
+
+
+def _cents(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise ValueError(f"rate is not a number of cents: {value!r}")
+    return Decimal(value) / 100
+
+
+def _v9_entry(raw: Mapping[str, Any]) -> TogglTimeEntry:
+    stop = raw.get("stop")
+    at = raw.get("at")
+    deleted = raw.get("server_deleted_at")
+    tags = raw.get("tags") or []
+    return TogglTimeEntry(
+        id=int(raw["id"]),
+        workspace_id=_optional_int(raw.get("workspace_id", raw.get("wid"))),
+        user_id=int(raw.get("user_id", raw.get("uid"))),
+        user_name=str(raw.get("user_name") or ""),
+        project_id=_optional_int(raw.get("project_id", raw.get("pid"))),
+        project_name=str(raw.get("project_name") or ""),
+        client_name=str(raw.get("client_name") or ""),
+        task_id=_optional_int(raw.get("task_id", raw.get("tid"))),
+        task_name=str(raw.get("task_name") or ""),
+        description=str(raw.get("description") or ""),
+        billable=bool(raw.get("billable", False)),
+        start=parse_timestamp(raw["start"]),
+        stop=parse_timestamp(stop) if stop else None,
+        duration_seconds=_seconds(raw["duration"]),
+        updated_at=parse_timestamp(at) if at else None,
+        deleted_at=parse_timestamp(deleted) if deleted else None,
+        tags=tuple(str(tag) for tag in tags),
+        hourly_rate=None,
+        currency="",
+    )
+
+
+def _report_entries(row: Mapping[str, Any]) -> list[TogglTimeEntry]:
+    entries = row.get("time_entries")
+    if not isinstance(entries, list):
+        raise ValueError("report row without time_entries")
+    found = []
+    for raw in entries:
+        stop = raw.get("stop")
+        at = raw.get("at")
+        found.append(
+            TogglTimeEntry(
+                id=int(raw["id"]),
+                workspace_id=None,
+                user_id=int(row["user_id"]),
+                user_name=str(row.get("username") or ""),
+                project_id=_optional_int(row.get("project_id")),
+                # Names come only with `enrich_response` [G on the field names].
+                project_name=str(row.get("project_name") or ""),
+                client_name=str(row.get("client_name") or ""),
+                task_id=_optional_int(row.get("task_id")),
+                task_name=str(row.get("task_name") or ""),
+                description=str(row.get("description") or ""),
+                billable=bool(row.get("billable", False)),
+                start=parse_timestamp(raw["start"]),
+                stop=parse_timestamp(stop) if stop else None,
+                duration_seconds=_seconds(raw["seconds"]),
+                updated_at=parse_timestamp(at) if at else None,
+                deleted_at=None,
+                tags=(),
+                hourly_rate=_cents(row.get("hourly_rate_in_cents")),
+                currency=str(row.get("currency") or ""),
+            )
+        )
+    return found
+
+
+def _user(raw: Mapping[str, Any]) -> TogglUser:
+    return TogglUser(
+        id=int(raw.get("id", raw.get("user_id"))),
+        name=str(raw.get("fullname") or raw.get("name") or ""),
+        email=str(raw.get("email") or ""),
+    )
+
+
+def _hint_seconds(response: requests.Response) -> int | None:
+    for header in QUOTA_RESET_HEADERS:
+        value = (response.headers.get(header) or "").strip()
+        if not value:
+            continue
+        if value.isdigit():
+            return int(value)
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            continue
+        return max(0, int((when - dt.datetime.now(dt.UTC)).total_seconds() + 0.999))
+    return None
+
+
+class TogglClient:
+    def __init__(
+        self,
+        *,
+        api_token: str,
+        base_url: str = DEFAULT_BASE_URL,
+        reports_url: str = DEFAULT_REPORTS_URL,
+        connect_timeout: float = 5,
+        read_timeout: float = 30,
+        max_retries: int = 4,
+        backoff_seconds: float = 1,
+        max_backoff_seconds: float = 30,
+        max_wait_seconds: int = 120,
+        sleep: Callable[[float], None] = time.sleep,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.reports_url = reports_url.rstrip("/")
+        self._auth = (api_token, "api_token")
+        self._headers = {"Accept": "application/json"}
+        self._timeout = (connect_timeout, read_timeout)
+        self._max_retries = max_retries
+        self._backoff = backoff_seconds
+        self._max_backoff = max_backoff_seconds
+        self._max_wait = max_wait_seconds
+        self._sleep = sleep
+        self._session = session or requests.Session()
+
+    def __repr__(self) -> str:  # never the token
+        return f"TogglClient({self.base_url!r}, {self.reports_url!r})"
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def my_time_entries(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        start: dt.datetime | None = None,
+        end: dt.datetime | None = None,
+    ) -> list[TogglTimeEntry]:
+        """The token owner's entries: modified since `since` (deleted ones included), or
+        starting in [start, end). One request, no paging."""
+        params: dict[str, str] = {"meta": "true"}
+        if since is not None:
+            params["since"] = str(int(since.timestamp()))
+        if start is not None and end is not None:
+            params["start_date"] = start.isoformat(timespec="seconds")
+            params["end_date"] = end.isoformat(timespec="seconds")
+        body, _ = self._send("GET", f"{self.base_url}/me/time_entries", params=params)
+        if not isinstance(body, list):
+            raise TogglResponseError("expected a JSON array of time entries")
+        return self._parse(body, lambda raw: [_v9_entry(raw)])
+
+    def report_pages(
+        self,
+        workspace_id: str,
+        *,
+        start_date: dt.date,
+        end_date: dt.date,
+        page_size: int = DEFAULT_REPORT_PAGE_SIZE,
+    ) -> Iterator[list[TogglTimeEntry]]:
+        """Every entry of the workspace dated start_date..end_date (inclusive), one list per
+        page, following X-Next-ID / X-Next-Row-Number to the end."""
+        url = f"{self.reports_url}/workspace/{workspace_id}/search/time_entries"
+        request: dict[str, Any] = {
+            "start_date": start_date.isoformat(),
+            "end_date": end_date.isoformat(),
+            "page_size": page_size,
+            "order_by": "date",
+            "order_dir": "asc",
+            "grouped": False,
+            "enrich_response": True,
+            "hide_amounts": False,
+        }
+        seen: set[tuple[str, str]] = set()
+        while True:
+            body, headers = self._send("POST", url, json=request)
+            if not isinstance(body, list):
+                raise TogglResponseError("expected a JSON array of report rows")
+            yield self._parse(body, _report_entries)
+            next_id = headers.get("X-Next-ID")
+            next_row = headers.get("X-Next-Row-Number")
+            if not next_id or not next_row:
+                return
+            if (next_id, next_row) in seen:
+                raise TogglResponseError("X-Next-ID repeats an earlier page")
+            seen.add((next_id, next_row))
+            try:
+                request = {**request, "first_id": int(next_id), "first_row_number": int(next_row)}
+            except ValueError as exc:
+                raise TogglResponseError(f"unreadable paging headers: {next_id!r}") from exc
+            next_timestamp = headers.get("X-Next-Timestamp")
+            if next_timestamp and next_timestamp.isdigit():
+                request["first_timestamp"] = int(next_timestamp)
+
+    def workspace_users(self, workspace_id: str) -> list[TogglUser]:
+        """The workspace's users with their emails [G: endpoint and fields from third-party
+        clients, not the v9 docs]."""
+        body, _ = self._send("GET", f"{self.base_url}/workspaces/{workspace_id}/users")
+        if not isinstance(body, list):
+            raise TogglResponseError("expected a JSON array of users")
+        return self._parse(body, lambda raw: [_user(raw)])
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _parse(items: list[Any], parse: Callable[[Mapping[str, Any]], list[Any]]) -> list[Any]:
+        try:
+            return [parsed for item in items for parsed in parse(item)]
+        except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+            raise TogglResponseError(f"unexpected item: {exc!r}") from exc
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None,
+    ) -> tuple[Any, requests.structures.CaseInsensitiveDict[str]]:
+        last_problem = ""
+        limited: tuple[type[TogglQuotaExceeded | TogglRateLimited], int] | None = None
+        for attempt in range(self._max_retries + 1):
+            limited = None
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    auth=self._auth,
+                    headers=self._headers,
+                    timeout=self._timeout,
+                )
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                last_problem = f"{type(exc).__name__}"
+                self._backoff_sleep(attempt)
+                continue
+            status = response.status_code
+            if status == 200:
+                try:
+                    return response.json(parse_float=Decimal), response.headers
+                except ValueError as exc:
+                    raise TogglResponseError("the answer is not JSON") from exc
+            if status in (401, 403):
+                raise TogglAuthError(f"Toggl refused the token: {_why(response)}")
+            if status in (402, 429):
+                kind = TogglQuotaExceeded if status == 402 else TogglRateLimited
+                hinted = _hint_seconds(response)
+                if status == 402 and hinted is None:
+                    # A used-up hourly quota without a hint: the sliding window frees a request
+                    # within the hour at the latest.
+                    hinted = 3600
+                wait = hinted if hinted is not None else self._backoff_delay(attempt)
+                what = "quota used up" if status == 402 else "rate limit"
+                if wait > self._max_wait:
+                    raise kind(f"Toggl {what}: retry after {wait} s", retry_after=int(wait))
+                last_problem = f"HTTP {status} ({what})"
+                limited = (kind, int(wait) or 1)
+                if attempt < self._max_retries:
+                    self._sleep(wait)
+                continue
+            if status >= 500:
+                last_problem = f"HTTP {status}"
+                self._backoff_sleep(attempt)
+                continue
+            raise TogglResponseError(f"Toggl answered {_why(response)}")
+        if limited is not None:
+            kind, wait_seconds = limited
+            raise kind(
+                f"Toggl still limited after {self._max_retries + 1} attempts",
+                retry_after=wait_seconds,
+            )
+        raise TogglUnavailable(
+            f"Toggl did not answer after {self._max_retries + 1} attempts ({last_problem})"
+        )
+
+    def _backoff_delay(self, attempt: int) -> float:
+        return min(self._max_backoff, self._backoff * 2**attempt)
+
+    def _backoff_sleep(self, attempt: int) -> None:
+        if attempt < self._max_retries:
+            self._sleep(self._backoff_delay(attempt))
+
+
+def _why(response: requests.Response) -> str:
+    """Toggl's errors are mostly plain text (or a JSON-encoded string)."""
+    text = response.text.strip()
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, str):
+        text = body
+    elif isinstance(body, Mapping) and body.get("message"):
+        text = str(body["message"])
+    return f"HTTP {response.status_code} {text[:200]!r}" if text else f"HTTP {response.status_code}"
