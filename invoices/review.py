@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from invoices.classification import classify_entries, entries_to_classify
 from invoices.drafting import rebuild_invoice
+from invoices.model_tier import enqueue_model_tier
 from invoices.models import Category, Classification, Flag, Invoice, InvoiceEvent, InvoiceStatus
 from timesheets.models import TimeEntry
 
@@ -89,6 +90,9 @@ def on_entries_imported(*, entry_ids: Iterable[int], frozen_entry_ids: Iterable[
             ),
             Flag.STALE,
         )
+        # The language-model tier, for what the rules and memory left undecided: after
+        # commit, in the django-q2 cluster (a no-op without ANTHROPIC_API_KEY).
+        enqueue_model_tier(entry_ids=entry_ids, trigger="import")
     if frozen_entry_ids:
         _add_flag(
             Invoice.objects.filter(
