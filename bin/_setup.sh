@@ -36,3 +36,25 @@ ensure_postgres() {
     echo "PostgreSQL did not start on 127.0.0.1:5432" >&2
     exit 1
 }
+
+ensure_chromium() {
+    # The browser tests drive Debian's own Chromium through Playwright's executable_path;
+    # `playwright install` (a downloaded browser) is never used.
+    if [ -x /usr/bin/chromium ]; then
+        return
+    fi
+    echo "Installing Chromium from Debian's packages (for the browser tests)..."
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+        sudo="sudo"
+    fi
+    if ! { $sudo apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null; }; then
+        # In CI (the CI variable set) a missing browser is a failure, not a silent skip.
+        if [ -n "${CI:-}" ]; then
+            echo "Chromium could not be installed from Debian's packages" >&2
+            exit 1
+        fi
+        echo "Chromium could not be installed: the browser tests will say they are skipped" >&2
+    fi
+}

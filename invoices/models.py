@@ -27,6 +27,15 @@ class Firm(models.Model):
     default_rate = models.DecimalField(
         **RATE, null=True, blank=True, help_text="Level 9 of the rate table; empty means none."
     )
+    # Review desk (segregation of duties, reliability notes 3.2).
+    approver_must_differ_from_corrector = models.BooleanField(
+        default=False,
+        help_text="Refuse approval by the person who last corrected an entry of the invoice.",
+    )
+    approvers_need_two_factor = models.BooleanField(
+        default=False,
+        help_text="Approve, void and send only from a login confirmed with a two-factor code.",
+    )
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(id=1), name="firm_singleton")]
@@ -673,3 +682,10 @@ class InvoicePush(models.Model):
 
     def __str__(self) -> str:
         return f"push {self.request_id} ({self.status})"
+
+
+# --- Review desk: firm settings and the audit trail -----------------------------------------
+
+# The audit-trail event models (django-pghistory) are declared in their own module; importing
+# it here registers them with this app.
+from invoices import history  # noqa: E402,F401

@@ -1,0 +1,176 @@
+"""The audit trail: PostgreSQL triggers (django-pghistory) record every change to the money
+tables, whoever makes it: the admin, a command, a bulk import (`bulk_create`,
+`QuerySet.update()`, upserts) or raw SQL. Signal-based history would miss exactly the bulk
+writes that imports and syncs use (reliability notes 3.5).
+
+Each event row is a snapshot of the row after the change (before it, for a delete); "before"
+of an update is the previous event of the same row, which the migration that installed the
+triggers seeds with a `baseline` snapshot of every row that existed then. Who and where come
+from `pghistory.middleware.HistoryMiddleware` (the logged-in user and the URL).
+
+Every event model lives in this app, so tracking the time entries of `timesheets` needs no
+migration there: the triggers are declared on a proxy of `TimeEntry` defined here, and
+pgtrigger installs them on the proxy's table, which is the entry table.
+
+`InvoiceEvent` stays the domain log (approved, voided, corrected, pushed, with the reason);
+these tables are the row-level record underneath it.
+"""
+
+from __future__ import annotations
+
+import pghistory
+import pgtrigger
+from django.db import models
+from pghistory.models import MiddlewareEvents
+
+from invoices.models import (
+    BillingCode,
+    Cap,
+    Category,
+    Classification,
+    ClassificationRule,
+    ClientPolicy,
+    Firm,
+    Invoice,
+    Rate,
+    RateMultiplier,
+)
+from timesheets.models import TimeEntry
+
+# A reviewer's decision is what the trail must show for classifications; the decision fields
+# that every classification run rewrites in bulk would add a row per entry per run.
+MANUAL_FIELDS = ["manual_category", "manual_billable", "manual_description"]
+
+
+def _obj():
+    # `related_name="history"`: `Invoice.events` is already the domain log.
+    return pghistory.ObjForeignKey(related_name="history")
+
+
+def _row_events():
+    return (pghistory.InsertEvent(), pghistory.UpdateEvent(), pghistory.DeleteEvent())
+
+
+CONFIGURATION_MODELS = [
+    (Firm, "FirmHistory"),
+    (Category, "CategoryHistory"),
+    (ClassificationRule, "ClassificationRuleHistory"),
+    (Rate, "RateHistory"),
+    (ClientPolicy, "ClientPolicyHistory"),
+    (BillingCode, "BillingCodeHistory"),
+    (RateMultiplier, "RateMultiplierHistory"),
+    (Cap, "CapHistory"),
+]
+
+for _model, _name in CONFIGURATION_MODELS:
+    pghistory.track(*_row_events(), obj_field=_obj(), model_name=_name, app_label="invoices")(
+        _model
+    )
+
+# Named fields, not "all": a field another feature adds to these models then needs no
+# migration here. Drafting rewrites `drafted_at` on every rebuild and the policy snapshot is
+# large and kept on the invoice; leaving them out records a rebuild only when it changed
+# something a reviewer cares about (totals, flags, status).
+INVOICE_FIELDS = [
+    "client",
+    "project",
+    "period_start",
+    "period_end",
+    "status",
+    "currency",
+    "issue_date",
+    "due_date",
+    "subtotal",
+    "adjustments",
+    "discount",
+    "total",
+    "flags",
+    "approved_at",
+    "approved_by",
+    "voided_at",
+    "voided_by",
+]
+# The facts a bill rests on; bookkeeping such as `updated_at` (rewritten by every upsert,
+# so an unchanged re-import writes no history) and sync metadata are left out.
+TIME_ENTRY_FIELDS = [
+    "source",
+    "external_id",
+    "person",
+    "client",
+    "project",
+    "task",
+    "date",
+    "start_time",
+    "duration_seconds",
+    "notes",
+    "tracker_billable",
+    "content_hash",
+    "locked",
+    "pending_source_change",
+    "import_batch",
+]
+pghistory.track(
+    *_row_events(),
+    fields=INVOICE_FIELDS,
+    obj_field=_obj(),
+    model_name="InvoiceHistory",
+    app_label="invoices",
+)(Invoice)
+
+pghistory.track(
+    pghistory.InsertEvent(
+        condition=pgtrigger.Q(new__manual_category__isnull=False)
+        | pgtrigger.Q(new__manual_billable__isnull=False)
+        | ~pgtrigger.Q(new__manual_description="")
+    ),
+    pghistory.UpdateEvent(condition=pgtrigger.AnyChange(*MANUAL_FIELDS)),
+    fields=["entry", *MANUAL_FIELDS, "manual_by", "manual_at", "category", "billable"],
+    obj_field=_obj(),
+    model_name="ClassificationHistory",
+    app_label="invoices",
+)(Classification)
+
+
+class TrackedTimeEntry(TimeEntry):
+    """`TimeEntry` as the audit trail sees it: same table, triggers declared in this app."""
+
+    # Its own plain managers: whatever managers `TimeEntry` gains or loses, this proxy's
+    # migration state stays the same (no migration in this app for a change in that one).
+    objects = models.Manager()
+
+    class Meta:
+        proxy = True
+        base_manager_name = "objects"
+        verbose_name = "time entry"
+        verbose_name_plural = "time entries"
+
+
+pghistory.track(
+    *_row_events(),
+    fields=TIME_ENTRY_FIELDS,
+    obj_field=_obj(),
+    meta={"verbose_name": "time entry version", "verbose_name_plural": "time entry history"},
+    # One trigger run per statement, not per row: an import upserts thousands of entries in
+    # one statement, and the history rows are then written with one INSERT ... SELECT from
+    # the statement's transition table (a row-level trigger doubled the import time).
+    level=pgtrigger.Statement,
+    model_name="TimeEntryHistory",
+    app_label="invoices",
+)(TrackedTimeEntry)
+
+HISTORY_MODEL_NAMES = [name for _, name in CONFIGURATION_MODELS] + [
+    "InvoiceHistory",
+    "ClassificationHistory",
+    "TimeEntryHistory",
+]
+
+
+class AuditRecord(MiddlewareEvents):
+    """One row of the audit trail across the tables above, with who (the request's user), where
+    (the URL) and the change against the previous record of the same row; the admin's
+    "Audit trail" page."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "audit record"
+        verbose_name_plural = "audit trail"

@@ -1,0 +1,170 @@
+"""The month-end overview: per client for a period, how far the month is from done.
+
+A fixed number of queries whatever the number of clients and entries: one aggregate over the
+period's entries, one over its invoices, and one listing the months that have invoices.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models.functions import TruncMonth
+
+from invoices.classification import confidence_threshold
+from invoices.drafting import Period
+from invoices.models import Classification, Flag, Invoice, InvoicePush, InvoiceStatus
+from timesheets.models import TimeEntry
+
+TIERS = [
+    (Classification.Tier.RULE, "rules"),
+    (Classification.Tier.MEMORY, "memory"),
+    (Classification.Tier.LLM, "model"),
+    (Classification.Tier.MANUAL, "manual"),
+]
+PUSHED = (InvoicePush.Status.PUSHED, InvoicePush.Status.MISMATCH)
+LOW_CONFIDENCE = "low_confidence"
+
+
+@dataclass
+class InvoiceRow:
+    invoice: Invoice
+    pending: int
+    low_confidence: int
+    pushed: bool
+
+    @property
+    def stage(self) -> str:
+        """draft, approved or pushed (to QuickBooks)."""
+        if self.pushed:
+            return "pushed"
+        return self.invoice.status
+
+    @property
+    def flags(self) -> list[str]:
+        labels = [Flag(flag).label for flag in self.invoice.flags]
+        if self.low_confidence:
+            labels.append(f"{self.low_confidence} low-confidence")
+        return labels
+
+
+@dataclass
+class ClientRow:
+    client_id: int
+    name: str
+    entries: int = 0
+    by_tier: dict[str, int] = field(default_factory=dict)
+    pending: int = 0
+    invoices: list[InvoiceRow] = field(default_factory=list)
+
+    @property
+    def totals(self) -> dict[str, Decimal]:
+        totals: dict[str, Decimal] = defaultdict(Decimal)
+        for row in self.invoices:
+            totals[row.invoice.currency] += row.invoice.total
+        return dict(totals)
+
+
+@dataclass
+class MonthOverview:
+    period: Period
+    clients: list[ClientRow]
+    months: list[dt.date]
+
+    @property
+    def entries(self) -> int:
+        return sum(c.entries for c in self.clients)
+
+    @property
+    def pending(self) -> int:
+        return sum(c.pending for c in self.clients)
+
+    @property
+    def by_tier(self) -> dict[str, int]:
+        return {label: sum(c.by_tier.get(label, 0) for c in self.clients) for _, label in TIERS}
+
+    @property
+    def totals(self) -> dict[str, Decimal]:
+        totals: dict[str, Decimal] = defaultdict(Decimal)
+        for client in self.clients:
+            for currency, amount in client.totals.items():
+                totals[currency] += amount
+        return dict(sorted(totals.items()))
+
+    @property
+    def stages(self) -> dict[str, int]:
+        stages: dict[str, int] = defaultdict(int)
+        for client in self.clients:
+            for row in client.invoices:
+                stages[row.stage] += 1
+        return dict(stages)
+
+
+def default_period() -> Period:
+    """The month of the latest invoice, else of the latest entry, else this month."""
+    latest = (
+        Invoice.objects.order_by("-period_start").values_list("period_start", flat=True).first()
+        or TimeEntry.objects.order_by("-date").values_list("date", flat=True).first()
+        or dt.date.today()
+    )
+    return Period.month(f"{latest:%Y-%m}")
+
+
+def month_overview(*, period: Period) -> MonthOverview:
+    in_period = Q(date__gte=period.start, date__lte=period.end)
+    counts = {
+        "entries": Count("id"),
+        # No classification row yet counts as pending: nothing has decided it.
+        "pending": Count(
+            "id", filter=Q(classification__needs_review=True) | Q(classification__isnull=True)
+        ),
+        **{label: Count("id", filter=Q(classification__tier=tier)) for tier, label in TIERS},
+    }
+    rows = {
+        row["client_id"]: ClientRow(
+            client_id=row["client_id"],
+            name=row["client__name"],
+            entries=row["entries"],
+            pending=row["pending"],
+            by_tier={label: row[label] for _, label in TIERS},
+        )
+        for row in TimeEntry.objects.filter(in_period)
+        .values("client_id", "client__name")
+        .annotate(**counts)
+        .order_by()
+    }
+    threshold = confidence_threshold()
+    invoices = (
+        Invoice.objects.filter(period_start=period.start, period_end=period.end)
+        .exclude(status=InvoiceStatus.VOID)
+        .select_related("client", "project")
+        .annotate(
+            pending=Count("entry_links", filter=Q(entry_links__state="pending")),
+            low_confidence=Count(
+                "entry_links",
+                filter=Q(entry_links__entry__classification__tier=Classification.Tier.LLM)
+                | Q(entry_links__entry__classification__confidence__lt=threshold),
+            ),
+            pushed=Exists(InvoicePush.objects.filter(invoice=OuterRef("pk"), status__in=PUSHED)),
+        )
+        .order_by("client__name", "project__code", "id")
+    )
+    for invoice in invoices:
+        client = rows.get(invoice.client_id)
+        if client is None:  # an invoice whose entries moved out of the period
+            client = rows[invoice.client_id] = ClientRow(invoice.client_id, invoice.client.name)
+        client.invoices.append(
+            InvoiceRow(invoice, invoice.pending, invoice.low_confidence, invoice.pushed)
+        )
+    # Months that have invoices (a small table; the entry table may hold years of rows).
+    months = list(
+        Invoice.objects.annotate(month=TruncMonth("period_start"))
+        .values_list("month", flat=True)
+        .distinct()
+        .order_by("-month")[:24]
+    )
+    clients = sorted(rows.values(), key=lambda c: c.name.casefold())
+    return MonthOverview(period=period, clients=clients, months=months)
