@@ -57,7 +57,7 @@ from integrations.claude import (
 from invoices.classification import approved_memory, classify_entries, entries_to_classify
 from invoices.configuration import Configuration, load_configuration
 from invoices.core.classify import AMBIGUOUS, TIER_LLM, TIER_NONE
-from invoices.core.rounding import round_half_up
+from invoices.core.rounding import round_confidence, round_half_up
 from invoices.drafting import rebuild_invoice
 from invoices.models import (
     Classification,
@@ -611,7 +611,7 @@ def _store_answer(
                         config.category_ids[answer.category] if answer.category else None
                     )
                     row.model_description = answer.description
-                    row.model_confidence = round_half_up(answer.confidence, 3)
+                    row.model_confidence = round_confidence(answer.confidence)
                     row.model_note = answer.note
                 else:
                     row.model_category_id, row.model_description = None, ""

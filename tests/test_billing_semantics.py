@@ -649,3 +649,11 @@ def test_s6_line_derivation_names_the_one_rate_row_of_its_entries():
         (1, D("1.0000")),
         (2, D("1.0000")),
     ]
+
+
+@pytest.mark.parametrize("value, stored", [("0.6995", "0.699"), ("0.7", "0.700"), ("1", "1.000")])
+def test_s2_4_model_confidence_is_never_rounded_over_the_threshold(value, stored):
+    from invoices.core.rounding import round_confidence
+
+    assert round_confidence(D(value)) == D(stored)
+    assert (round_confidence(D(value)) >= D("0.7")) is (D(value) >= D("0.7"))

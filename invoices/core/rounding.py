@@ -11,7 +11,7 @@ shown, so no intermediate step rounds.
 from __future__ import annotations
 
 import math
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
 # ISO 4217 minor units for the currencies that do not use two decimals and that firms bill in.
@@ -31,6 +31,12 @@ def _exponent(places: int) -> Decimal:
 
 def round_half_up(value: Decimal, places: int) -> Decimal:
     return value.quantize(_exponent(places), rounding=ROUND_HALF_UP)
+
+
+def round_confidence(value: Decimal) -> Decimal:
+    """A model's confidence stored to 3 places, rounded *down*: 0.6995 must stay below a 0.7
+    threshold, never be lifted over it by rounding."""
+    return value.quantize(_exponent(3), rounding=ROUND_FLOOR)
 
 
 def round_money(amount: Decimal, currency: str) -> Decimal:
