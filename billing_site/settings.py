@@ -195,6 +195,16 @@ CLASSIFIER_BATCH_POLL_SECONDS = env.int("CLASSIFIER_BATCH_POLL_SECONDS", default
 QBO_CLIENT_ID = env("QBO_CLIENT_ID", default="")
 QBO_CLIENT_SECRET = env("QBO_CLIENT_SECRET", default="")
 QBO_ENVIRONMENT = env("QBO_ENVIRONMENT", default="sandbox")
+# The OAuth redirect registered with Intuit (empty: this site's own callback URL as requested).
+QBO_REDIRECT_URI = env("QBO_REDIRECT_URI", default="")
+# Empty: Intuit's API for QBO_ENVIRONMENT. Set only to reach a test server.
+QBO_API_BASE_URL = env("QBO_API_BASE_URL", default="")
+# Income account for items created from billables (empty: QuickBooks' first income account).
+QBO_INCOME_ACCOUNT_ID = env("QBO_INCOME_ACCOUNT_ID", default="")
+# Stay under Intuit's 500 requests/minute per company.
+QBO_REQUESTS_PER_MINUTE = env.int("QBO_REQUESTS_PER_MINUTE", default=400)
+# This site's public address, for links back from QuickBooks invoices' private notes.
+BILLABLES_BASE_URL = env("BILLABLES_BASE_URL", default="")
 
 # django-q2 on the ORM broker of the one PostgreSQL database. timeout < retry so a slow task
 # is never handed to a second worker while the first still runs (reliability notes 4).
