@@ -108,6 +108,10 @@ TIME_ENTRY_FIELDS = [
     "locked",
     "pending_source_change",
     "import_batch",
+    # From the tracker sync: a deletion at the source is a change the trail must show.
+    "connection",
+    "source_updated_at",
+    "deleted_at",
 ]
 pghistory.track(
     *_row_events(),
