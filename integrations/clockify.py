@@ -39,10 +39,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+
+from integrations.http_retries import Backoff, parse_timestamp, retry_after_seconds
 
 DEFAULT_BASE_URL = "https://api.clockify.me/api/v1"
 DEFAULT_REPORTS_URL = "https://reports.api.clockify.me/v1"
@@ -106,13 +107,6 @@ class ClockifyTimeEntry:
     @property
     def is_running(self) -> bool:
         return self.end is None or self.duration_seconds is None
-
-
-def parse_timestamp(text: str) -> dt.datetime:
-    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise ValueError(f"timestamp without a timezone: {text!r}")
-    return value
 
 
 def format_timestamp(value: dt.datetime, *, millis: bool = False) -> str:
@@ -222,20 +216,7 @@ def _user(raw: Mapping[str, Any]) -> ClockifyUser:
     )
 
 
-def retry_after_seconds(value: str | None) -> int | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return int(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0, int((when - dt.datetime.now(dt.UTC)).total_seconds() + 0.999))
-
-
-class ClockifyClient:
+class ClockifyClient(Backoff):
     def __init__(
         self,
         *,
@@ -414,13 +395,6 @@ class ClockifyClient:
         raise ClockifyUnavailable(
             f"Clockify did not answer after {self._max_retries + 1} attempts ({last_problem})"
         )
-
-    def _backoff_delay(self, attempt: int) -> float:
-        return min(self._max_backoff, self._backoff * 2**attempt)
-
-    def _backoff_sleep(self, attempt: int) -> None:
-        if attempt < self._max_retries:
-            self._sleep(self._backoff_delay(attempt))
 
 
 def _why(response: requests.Response) -> str:

@@ -30,10 +30,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+
+from integrations.http_retries import Backoff, parse_timestamp, retry_after_seconds
 
 DEFAULT_BASE_URL = "https://api.harvestapp.com/v2"
 MAX_PER_PAGE = 2000
@@ -103,14 +104,6 @@ class HarvestTimeEntry:
     updated_at: dt.datetime
 
 
-def parse_timestamp(text: str) -> dt.datetime:
-    """ISO 8601 with a trailing Z (Harvest's only form) or an offset, as an aware datetime."""
-    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise ValueError(f"timestamp without a timezone: {text!r}")
-    return value
-
-
 def format_timestamp(value: dt.datetime) -> str:
     """`updated_since` as Harvest documents it: 2025-01-31T10:00:00Z."""
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -170,22 +163,7 @@ def _user(raw: Mapping[str, Any]) -> HarvestUser:
     )
 
 
-def retry_after_seconds(value: str | None, *, now: dt.datetime | None = None) -> int | None:
-    """Retry-After as whole seconds: delta-seconds or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return int(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    now = now or dt.datetime.now(dt.UTC)
-    return max(0, int((when - now).total_seconds() + 0.999))
-
-
-class HarvestClient:
+class HarvestClient(Backoff):
     def __init__(
         self,
         *,
@@ -335,13 +313,6 @@ class HarvestClient:
         raise HarvestUnavailable(
             f"Harvest did not answer after {self._max_retries + 1} attempts ({last_problem})"
         )
-
-    def _backoff_delay(self, attempt: int) -> float:
-        return min(self._max_backoff, self._backoff * 2**attempt)
-
-    def _backoff_sleep(self, attempt: int) -> None:
-        if attempt < self._max_retries:
-            self._sleep(self._backoff_delay(attempt))
 
 
 def _why(response: requests.Response) -> str:

@@ -36,10 +36,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+
+from integrations.http_retries import Backoff, parse_timestamp, retry_after_seconds
 
 DEFAULT_BASE_URL = "https://api.track.toggl.com/api/v9"
 DEFAULT_REPORTS_URL = "https://api.track.toggl.com/reports/api/v3"
@@ -108,13 +109,6 @@ class TogglTimeEntry:
     @property
     def is_running(self) -> bool:
         return self.duration_seconds < 0 or self.stop is None
-
-
-def parse_timestamp(text: str) -> dt.datetime:
-    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise ValueError(f"timestamp without a timezone: {text!r}")
-    return value
 
 
 def _optional_int(value: Any) -> int | None:
@@ -212,20 +206,13 @@ def _user(raw: Mapping[str, Any]) -> TogglUser:
 
 def _hint_seconds(response: requests.Response) -> int | None:
     for header in QUOTA_RESET_HEADERS:
-        value = (response.headers.get(header) or "").strip()
-        if not value:
-            continue
-        if value.isdigit():
-            return int(value)
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            continue
-        return max(0, int((when - dt.datetime.now(dt.UTC)).total_seconds() + 0.999))
+        seconds = retry_after_seconds(response.headers.get(header))
+        if seconds is not None:
+            return seconds
     return None
 
 
-class TogglClient:
+class TogglClient(Backoff):
     def __init__(
         self,
         *,
@@ -401,13 +388,6 @@ class TogglClient:
         raise TogglUnavailable(
             f"Toggl did not answer after {self._max_retries + 1} attempts ({last_problem})"
         )
-
-    def _backoff_delay(self, attempt: int) -> float:
-        return min(self._max_backoff, self._backoff * 2**attempt)
-
-    def _backoff_sleep(self, attempt: int) -> None:
-        if attempt < self._max_retries:
-            self._sleep(self._backoff_delay(attempt))
 
 
 def _why(response: requests.Response) -> str:
