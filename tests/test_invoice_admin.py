@@ -72,17 +72,23 @@ def test_approve_is_refused_while_pending_then_works_after_correction(client, mo
     approver = staff("approver", *OPS, "approve_invoice", "void_invoice")
     client.force_login(approver)
     invoice = month["invoice"]
-    response = client.post(reverse("admin:invoices_invoice_approve", args=[invoice.pk]),
-                           follow=True)
+    response = client.post(
+        reverse("admin:invoices_invoice_approve", args=[invoice.pk]), follow=True
+    )
     assert "1 entry pending review" in response.content.decode()
     invoice.refresh_from_db()
     assert invoice.status == "draft"
 
     # The reviewer resolves the pending entry on its classification page.
     change = reverse("admin:invoices_classification_change", args=[month["vague"].pk])
-    response = client.post(change, {"manual_category": month["dev"].pk,
-                                    "manual_billable": "unknown",
-                                    "manual_description": "Research for the motion"})
+    response = client.post(
+        change,
+        {
+            "manual_category": month["dev"].pk,
+            "manual_billable": "unknown",
+            "manual_description": "Research for the motion",
+        },
+    )
     assert response.status_code == 302
     c = Classification.objects.get(entry=month["vague"])
     assert (c.tier, c.description, c.needs_review) == ("manual", "Research for the motion", False)
@@ -96,8 +102,9 @@ def test_approve_is_refused_while_pending_then_works_after_correction(client, mo
     assert 'value="Approve"' not in html and 'value="Rebuild"' not in html
     # An approved invoice's entries cannot be corrected.
     assert client.get(change).status_code in (200, 302)
-    response = client.post(change, {"manual_category": "", "manual_billable": "false",
-                                    "manual_description": ""})
+    response = client.post(
+        change, {"manual_category": "", "manual_billable": "false", "manual_description": ""}
+    )
     assert response.status_code == 403
     assert Classification.objects.get(entry=month["vague"]).manual_category == month["dev"]
 
@@ -139,4 +146,10 @@ def test_csv_export_neutralises_formulas(month):
     assert "'=HYPERLINK" in text
     assert ",=HYPERLINK" not in text
     assert [safe_cell(v) for v in ["+1", "-2", "@x", "\tx", "plain", D("-5.00")]] == [
-        "'+1", "'-2", "'@x", "'\tx", "plain", "-5.00"]
+        "'+1",
+        "'-2",
+        "'@x",
+        "'\tx",
+        "plain",
+        "-5.00",
+    ]

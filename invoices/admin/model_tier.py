@@ -1,8 +1,8 @@
 """Admin for the language-model tier: what each run and request cost, and who decided what.
 
 Read-only lists of `ModelRun` and `ModelRequest` (tokens, cost, latency, cache-hit share), and a
-page with, per client, how many entries each tier decided. Imported at the end of
-`invoices.admin`.
+page with, per client, how many entries each tier decided
+(`templates/admin/invoices/modelrun/tiers.html`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.contrib import admin, messages
 from django.db.models import Count, Q, Sum
 from django.http import HttpResponse
-from django.template import Engine, RequestContext
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -174,32 +174,7 @@ class ModelRunAdmin(ReadOnlyAdmin):
             "period": month,
             "opts": self.model._meta,
         }
-        template = Engine.get_default().from_string(TIERS_TEMPLATE)
-        return HttpResponse(template.render(RequestContext(request, context)))
-
-
-TIERS_TEMPLATE = """{% extends "admin/base_site.html" %}
-{% block content %}
-<form method="get" style="margin-bottom: 1em">
-  <label>Month (YYYY-MM) <input name="period" value="{{ period }}" size="8"></label>
-  <input type="submit" value="Show">
-</form>
-<table>
-  <thead><tr><th>Client</th>{% for c in columns %}<th>{{ c }}</th>{% endfor %}
-    <th>needs review</th><th>entries</th><th>model cost (USD)</th></tr></thead>
-  <tbody>
-  {% for row in table %}
-    <tr><td>{{ row.client }}</td>{% for n in row.tiers %}<td>{{ n }}</td>{% endfor %}
-      <td>{{ row.pending }}</td><td>{{ row.total }}</td><td>{{ row.cost }}</td></tr>
-  {% empty %}
-    <tr><td colspan="8">No classified entries.</td></tr>
-  {% endfor %}
-  </tbody>
-</table>
-<p>An entry is counted under the tier that decided it; one that still needs review (even with a
-category) is counted under "needs review" only.</p>
-{% endblock %}
-"""
+        return TemplateResponse(request, "admin/invoices/modelrun/tiers.html", context)
 
 
 @admin.register(ModelRequest)
