@@ -58,6 +58,7 @@ def run(entries: int) -> None:
     from tests.fakes import harvest_server as fakes
     from timesheets import sync
     from timesheets.models import Client, Person, Project, SyncRun, TimeEntry, TrackerConnection
+    from timesheets.sync.storing import PageWriter
 
     fake, server = fakes.start()
     started = time.perf_counter()
@@ -85,14 +86,14 @@ def run(entries: int) -> None:
     # around the method that stores one page.
     counter = QueryCounter()
     per_page: list[int] = []
-    store = sync._Run._store
+    store = PageWriter.store
 
     def counted_store(self, page, **kwargs):
         before = counter.count
         store(self, page, **kwargs)
         per_page.append(counter.count - before)
 
-    sync._Run._store = counted_store
+    PageWriter.store = counted_store
     print(
         f"  {'run':<22}{'wall s':>8}{'fake s':>8}{'ours s':>8}{'entries/s':>11}"
         f"{'pages':>7}{'queries':>9}  queries per page"

@@ -1,4 +1,4 @@
-"""The Anthropic adapter (integrations/claude.py) and the fake API it is tested against.
+"""The Anthropic adapter (integrations/claude/) and the fake API it is tested against.
 
 Answer validation is a table of plain inputs; the wire tests go over real HTTP to the fake.
 """

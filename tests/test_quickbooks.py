@@ -18,6 +18,8 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_q.models import OrmQ, Schedule
 
 from integrations import quickbooks as qbo
@@ -28,6 +30,7 @@ from invoices.drafting import Period, draft_invoices
 from invoices.models import (
     Cap,
     CustomerMapping,
+    Firm,
     Flag,
     Invoice,
     InvoiceEvent,
@@ -37,6 +40,7 @@ from invoices.models import (
     ItemMapping,
     QuickBooksConnection,
 )
+from invoices.quickbooks import pushing, queueing
 from invoices.tasks_quickbooks import push_invoice_task
 from tests import billing_fixtures as make
 from tests.fakes.quickbooks_server import FakeQuickBooks, quickbooks_fake  # noqa: F401
@@ -611,7 +615,7 @@ def test_throttling_is_retried_honouring_retry_after(
     approved, fake, pusher, throttle_format, monkeypatch
 ):
     waits = []
-    monkeypatch.setattr(service, "_sleep", waits.append)
+    monkeypatch.setattr(pushing, "_sleep", waits.append)
     fake.switches.throttle_next = 2
     fake.switches.throttle_format = throttle_format
     fake.switches.retry_after = "3"
@@ -636,7 +640,7 @@ def test_transient_failures_wait_for_the_sweep_with_the_same_request_id(
         created_at=timezone.now() - dt.timedelta(minutes=20)
     )
     enqueued = []
-    monkeypatch.setattr(service, "enqueue_push", lambda *, push_id: enqueued.append(push_id))
+    monkeypatch.setattr(queueing, "enqueue_push", lambda *, push_id: enqueued.append(push_id))
     assert service.resume_stalled_pushes() == 1 and enqueued == [row.pk]
     row = push_now(row)
     assert (row.status, row.attempts) == ("pushed", 3) and len(fake.invoices) == 1
@@ -749,7 +753,7 @@ def test_push_waits_while_quickbooks_needs_reconnecting_then_resumes(
     assert row.status == "queued" and row.last_error.startswith("Waiting for QuickBooks")
     assert fake.invoice_creates() == []
     enqueued = []
-    monkeypatch.setattr(service, "enqueue_push", lambda *, push_id: enqueued.append(push_id))
+    monkeypatch.setattr(queueing, "enqueue_push", lambda *, push_id: enqueued.append(push_id))
     QuickBooksConnection.objects.filter(pk=1).update(status="connected")
     assert service.resume_waiting_pushes() == 1 and enqueued == [row.pk]
     assert push_now(row).status == "pushed"
@@ -764,6 +768,40 @@ def test_admin_actions_push_many_and_show_status(approved, fake, pusher, client)
     push_now(row)
     html = client.get(url).content.decode()
     assert f"Pushed: {row.doc_number} (id {row.qbo_invoice_id}), draft there" in html
+
+
+def test_sending_needs_a_two_factor_login_when_the_firm_requires_it(approved, fake, pusher, client):
+    """As approving and voiding do: with `Firm.approvers_need_two_factor`, "Send to QuickBooks"
+    (the button and the bulk action) is refused after a password-only login, and allowed after
+    a login confirmed with the authenticator's code."""
+    Firm.objects.filter(pk=1).update(approvers_need_two_factor=True)
+    invoice = approved["invoice"]
+    send = reverse("admin:invoices_invoice_qbo_send", args=[invoice.pk])
+    changelist = reverse("admin:invoices_invoice_changelist")
+    bulk = {"action": "send_to_quickbooks", "_selected_action": [invoice.pk]}
+
+    client.force_login(pusher)  # no code given: not verified
+    refused = client.post(send, follow=True).content.decode()
+    assert "he firm requires a two-factor login to approve, void or send invoices" in refused
+    refused = client.post(changelist, bulk, follow=True).content.decode()
+    assert "he firm requires a two-factor login to approve, void or send invoices" in refused
+    assert InvoicePush.objects.count() == 0
+
+    device = TOTPDevice.objects.create(user=pusher, name="phone", confirmed=True)
+    client.logout()
+    token = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift).token()
+    login = client.post(
+        reverse("admin:login") + "?next=/admin/",
+        {"username": "pusher", "password": "pw", "otp_token": token},
+    )
+    assert login.status_code == 302
+    sent = client.post(changelist, bulk, follow=True).content.decode()
+    assert "1 invoice(s) queued for QuickBooks" in sent
+    row = InvoicePush.objects.get()
+    assert row.status == "queued"
+    sent = client.post(send, follow=True).content.decode()  # the one already queued
+    assert f"{invoice.number}: queued for QuickBooks (request {row.request_id})." in sent
+    assert InvoicePush.objects.count() == 1
 
 
 # --- Status read-back -----------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from timesheets.models import (
     TrackerConnection,
 )
 from timesheets.signals import entries_imported
+from timesheets.sync import storing
 
 pytestmark = pytest.mark.django_db
 KEY = Fernet.generate_key().decode()
@@ -699,7 +700,7 @@ def test_a_page_that_fails_to_store_keeps_the_earlier_pages(firm, harvest_api, m
     for n in range(10):
         fake.add_entry(user_id=101, project_id=201, spent_date=DAY, hours="1", notes=f"n{n}")
     conn = harvest_connection(fake, options={"page_size": 5})
-    real_upsert = sync.upsert_entries
+    real_upsert = storing.upsert_entries
     calls = []
 
     def crash_on_second_page(**kwargs):
@@ -708,7 +709,7 @@ def test_a_page_that_fails_to_store_keeps_the_earlier_pages(firm, harvest_api, m
             raise RuntimeError("worker died")
         return real_upsert(**kwargs)
 
-    monkeypatch.setattr(sync, "upsert_entries", crash_on_second_page)
+    monkeypatch.setattr(storing, "upsert_entries", crash_on_second_page)
     with pytest.raises(RuntimeError, match="worker died"):
         run(conn)
     crashed = SyncRun.objects.get()
@@ -717,7 +718,7 @@ def test_a_page_that_fails_to_store_keeps_the_earlier_pages(firm, harvest_api, m
     assert TimeEntry.objects.count() == 5
     assert reload(conn).status == Status.FAILING
 
-    monkeypatch.setattr(sync, "upsert_entries", real_upsert)
+    monkeypatch.setattr(storing, "upsert_entries", real_upsert)
     result = run(conn)
     assert (result.created, result.unchanged) == (5, 5)
     assert TimeEntry.objects.count() == 10
