@@ -58,3 +58,12 @@ ensure_chromium() {
         echo "Chromium could not be installed: the browser tests will say they are skipped" >&2
     fi
 }
+
+ensure_database() {
+    # The database DATABASE_URL names (tests make their own test_ copy beside it).
+    local name="${DATABASE_URL##*/}" server="${DATABASE_URL%/*}"
+    name="${name%%\?*}"
+    if [ "$(psql "$server/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname = '$name'")" != 1 ]; then
+        psql "$server/postgres" -qc "CREATE DATABASE \"$name\""
+    fi
+}
