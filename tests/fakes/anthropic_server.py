@@ -42,10 +42,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
+
+from tests.fakes import serving
 
 API_VERSIONS = {"2023-06-01", "2026-10-21"}
 KNOWN_MODELS = {
@@ -744,14 +746,8 @@ class Handler(BaseHTTPRequestHandler):
     def _send_bytes(
         self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
     ) -> None:
-        self.send_response(status)
-        self.send_header("content-type", content_type)
-        self.send_header("content-length", str(len(data)))
-        self.send_header("request-id", f"req_fake_{next(self.server.fake._ids):06d}")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        request_id = {"request-id": f"req_fake_{next(self.server.fake._ids):06d}"}
+        serving.send_json(self, status, data, {**request_id, **(headers or {})}, content_type)
 
     def _error(
         self, status: int, kind: str, message: str, headers: dict[str, str] | None = None
@@ -767,38 +763,23 @@ class Handler(BaseHTTPRequestHandler):
         )
 
 
-class FakeServer(ThreadingHTTPServer):
-    daemon_threads = True
+class FakeServer(serving.FakeServer):
     block_on_close = False  # keep-alive handler threads must not hold up shutdown
-
-    def __init__(self, fake: FakeAnthropic, port: int = 0):
-        super().__init__(("127.0.0.1", port), Handler)
-        self.fake = fake
-        fake.base_url = f"http://127.0.0.1:{self.server_address[1]}"
+    url_attribute = "base_url"
+    thread_name = "fake-anthropic"
+    poll_interval = 0.05
 
 
 def start(fake: FakeAnthropic | None = None, port: int = 0) -> tuple[FakeAnthropic, FakeServer]:
     """Start a fake in a background thread; `server.shutdown()` stops it."""
-    fake = fake or FakeAnthropic()
-    server = FakeServer(fake, port)
-    threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": 0.05},
-        name="fake-anthropic",
-        daemon=True,
-    ).start()
-    return fake, server
+    return serving.start(fake or FakeAnthropic(), Handler, port, server_class=FakeServer)
 
 
 @pytest.fixture
 def fake_anthropic() -> Iterator[FakeAnthropic]:
     """A fake Anthropic API on a free local port; `fake.base_url` is its address."""
-    fake, server = start()
-    try:
+    with serving.serving(FakeAnthropic(), Handler, server_class=FakeServer) as fake:
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def main() -> None:

@@ -31,11 +31,14 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from tests.fakes import serving
+from tests.fakes.serving import FakeServer
 
 MAX_REPORT_PAGE_SIZE = 1000
 UNAUTHORIZED = {"message": "Full authentication is required to access this resource", "code": 1000}
@@ -360,43 +363,17 @@ class Handler(BaseHTTPRequestHandler):
             body = None
         fake.requests.append(Seen(method, parts.path, query, body, time.monotonic()))
         status, extra, payload = fake.answer(method, parts.path, query, headers, body)
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-
-class FakeServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fake: FakeClockify, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), Handler)
-        self.fake = fake
-        fake.url = f"http://127.0.0.1:{self.server_address[1]}"
+        serving.send_json(self, status, json.dumps(payload).encode(), extra)
 
 
 def start(fake: FakeClockify | None = None, port: int = 0) -> tuple[FakeClockify, FakeServer]:
-    fake = fake or FakeClockify()
-    server = FakeServer(fake, port)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return fake, server
+    return serving.start(fake or FakeClockify(), Handler, port)
 
 
 @pytest.fixture
 def clockify_server() -> Iterator[FakeClockify]:
-    fake, server = start()
-    try:
+    with serving.serving(FakeClockify(), Handler) as fake:
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def main() -> None:

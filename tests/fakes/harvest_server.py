@@ -34,11 +34,13 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+
+from tests.fakes import serving
 
 MAX_PER_PAGE = 2000
 DEFAULT_UPDATED_AT = "2026-01-05T12:00:00Z"
@@ -387,45 +389,28 @@ class Handler(BaseHTTPRequestHandler):
                 "application/json",
             )
         try:
-            self.send_response(status)
-            self.send_header("Content-Type", f"{content_type}; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout test)
+            # A client that gave up (a timeout test) gets nothing, quietly.
+            serving.send_json(self, status, data, extra, f"{content_type}; charset=utf-8")
         finally:
             fake.busy_seconds += time.perf_counter() - started
 
 
-class FakeServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fake: FakeHarvest, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), Handler)
-        self.fake = fake
-        fake.url = f"http://127.0.0.1:{self.server_address[1]}/v2"
+class FakeServer(serving.FakeServer):
+    url_path = "/v2"
 
 
 def start(fake: FakeHarvest | None = None, port: int = 0) -> tuple[FakeHarvest, FakeServer]:
-    fake = fake or FakeHarvest()
-    server = FakeServer(fake, port)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return fake, server
+    return serving.start(fake or FakeHarvest(), Handler, port, server_class=FakeServer)
 
 
 @pytest.fixture
 def harvest_server() -> Iterator[FakeHarvest]:
-    fake, server = start()
-    try:
-        yield fake
-    finally:
-        for hold in fake.holds:
-            hold.release.set()
-        server.shutdown()
-        server.server_close()
+    with serving.serving(FakeHarvest(), Handler, server_class=FakeServer) as fake:
+        try:
+            yield fake
+        finally:
+            for hold in fake.holds:
+                hold.release.set()
 
 
 def populate(fake: FakeHarvest, *, entries: int, days: int = 30, people: int = 20) -> None:

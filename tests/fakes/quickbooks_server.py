@@ -37,11 +37,13 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+
+from tests.fakes import serving
 
 REALM_ID = "9130354"
 CLIENT_ID = "fake-client"
@@ -863,49 +865,28 @@ class Handler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
     ) -> None:
         record.status = status
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("intuit_tid", secrets.token_hex(8))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        tid = {"intuit_tid": secrets.token_hex(8)}
+        serving.send_json(self, status, data, {**tid, **(headers or {})}, content_type)
 
 
-class FakeServer(ThreadingHTTPServer):
-    daemon_threads = True
+class FakeServer(serving.FakeServer):
     allow_reuse_address = True
     request_queue_size = 128  # the default 5 would itself serialise concurrent clients
-
-    def __init__(self, fake: FakeQuickBooks, port: int = 0):
-        super().__init__(("127.0.0.1", port), Handler)
-        self.fake = fake
-        fake.base_url = f"http://127.0.0.1:{self.server_address[1]}"
+    url_attribute = "base_url"
+    thread_name = "fake-quickbooks"
+    poll_interval = 0.05
 
 
 def start(fake: FakeQuickBooks | None = None, port: int = 0) -> tuple[FakeQuickBooks, FakeServer]:
     """Start a fake in a background thread; `server.shutdown()` stops it."""
-    fake = fake or FakeQuickBooks()
-    server = FakeServer(fake, port)
-    threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": 0.05},
-        name="fake-quickbooks",
-        daemon=True,
-    ).start()
-    return fake, server
+    return serving.start(fake or FakeQuickBooks(), Handler, port, server_class=FakeServer)
 
 
 @pytest.fixture
 def quickbooks_fake() -> Iterator[FakeQuickBooks]:
     """A fake QuickBooks Online on a free local port; `fake.base_url` is its address."""
-    fake, server = start()
-    try:
+    with serving.serving(FakeQuickBooks(), Handler, server_class=FakeServer) as fake:
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def main() -> None:

@@ -29,11 +29,14 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from tests.fakes import serving
+from tests.fakes.serving import FakeServer
 
 DEFAULT_AT = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
 
@@ -365,42 +368,17 @@ class Handler(BaseHTTPRequestHandler):
             data, content_type = payload.encode(), "text/plain; charset=utf-8"
         else:
             data, content_type = json.dumps(payload).encode(), "application/json"
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-
-class FakeServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fake: FakeToggl, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), Handler)
-        self.fake = fake
-        fake.url = f"http://127.0.0.1:{self.server_address[1]}"
+        serving.send_json(self, status, data, extra, content_type)
 
 
 def start(fake: FakeToggl | None = None, port: int = 0) -> tuple[FakeToggl, FakeServer]:
-    fake = fake or FakeToggl()
-    server = FakeServer(fake, port)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return fake, server
+    return serving.start(fake or FakeToggl(), Handler, port)
 
 
 @pytest.fixture
 def toggl_server() -> Iterator[FakeToggl]:
-    fake, server = start()
-    try:
+    with serving.serving(FakeToggl(), Handler) as fake:
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def main() -> None:

@@ -1,0 +1,203 @@
+"""Time entries and import batches, with the "Import CSV" upload page."""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.files.uploadedfile import UploadedFile
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+
+from timesheets.admin.common import NOTES_PREVIEW_CHARS, _ReadOnlyAdmin, format_hours_minutes
+from timesheets.importing import ImportRejected, import_file
+from timesheets.models import (
+    ImportBatch,
+    TimeEntry,
+)
+
+
+class AtSourceFilter(admin.SimpleListFilter):
+    """Entries deleted at the source are hidden unless asked for (they are never billed)."""
+
+    title = "at the source"
+    parameter_name = "at_source"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("deleted", "Deleted at the source"), ("all", "All")]
+
+    def choices(self, changelist: Any) -> Any:
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Present",
+        }
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[TimeEntry]) -> QuerySet[TimeEntry]:
+        if self.value() == "deleted":
+            return queryset.filter(deleted_at__isnull=False)
+        if self.value() == "all":
+            return queryset
+        return queryset.filter(deleted_at__isnull=True)
+
+
+@admin.register(TimeEntry)
+class TimeEntryAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "date",
+        "person",
+        "client",
+        "project",
+        "task",
+        "duration",
+        "notes_preview",
+        "tracker_billable",
+        "source",
+        "locked",
+    )
+    list_filter = ("source", "client", "locked", AtSourceFilter)
+    list_select_related = ("person", "client", "project")
+    search_fields = ("notes", "task")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TimeEntry]:
+        # Deleted entries too (the filter above hides them by default), so that a deleted
+        # entry's own page and history stay reachable.
+        return TimeEntry.all_objects.get_queryset().select_related(*self.list_select_related)
+
+    @admin.display(description="Duration", ordering="duration_seconds")
+    def duration(self, entry: TimeEntry) -> str:
+        return format_hours_minutes(entry.duration_seconds)
+
+    @admin.display(description="Notes", ordering="notes")
+    def notes_preview(self, entry: TimeEntry) -> str:
+        # Shown as text (the admin escapes it): notes such as "=HYPERLINK(...)" stay inert.
+        notes = entry.notes
+        return notes if len(notes) <= NOTES_PREVIEW_CHARS else notes[:NOTES_PREVIEW_CHARS] + "…"
+
+
+class MultipleFileInput(forms.FileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files in one field (Django's documented pattern for `multiple`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list[UploadedFile]:
+        clean_one = super().clean
+        files = list(data) if isinstance(data, list | tuple) else [data]
+        # No file at all is cleaned as one missing file, so that `required` is enforced.
+        cleaned = [clean_one(item, initial) for item in files or [None]]
+        return [upload for upload in cleaned if upload]
+
+
+class ImportCsvForm(forms.Form):
+    files = MultipleFileField(
+        label="CSV exports",
+        help_text="Harvest “Detailed time”, Clockify “Detailed report” or Toggl Track "
+        "“Detailed” exports. Each file is imported whole or not at all.",
+    )
+    date_order = forms.ChoiceField(
+        label="Date order",
+        required=False,
+        choices=[
+            ("", "From the file (month first when it cannot tell)"),
+            ("mdy", "Month first: 10/02/2026 is 2 October"),
+            ("dmy", "Day first: 02/10/2026 is 2 October"),
+        ],
+        help_text="Only for files whose slash dates all have day and month up to 12.",
+    )
+
+
+@admin.register(ImportBatch)
+class ImportBatchAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "imported_at",
+        "filename",
+        "source",
+        "rows",
+        "created",
+        "updated",
+        "unchanged",
+        "frozen_changes",
+        "imported_by",
+    )
+    list_filter = ("source",)
+    list_select_related = ("imported_by",)
+    search_fields = ("filename", "sha256")
+
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.add_{self.opts.model_name}")
+
+    def get_urls(self) -> list[URLPattern]:
+        import_csv = path(
+            "import-csv/",
+            self.admin_site.admin_view(self.import_csv_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_import_csv",
+        )
+        return [import_csv, *super().get_urls()]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "can_import_csv": self.has_import_permission(request),
+            "import_csv_url": reverse(
+                f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_import_csv"
+            ),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def import_csv_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        rejections: list[ImportRejected] = []
+        if request.method == "POST":
+            form = ImportCsvForm(request.POST, request.FILES)
+            if form.is_valid():
+                date_order = form.cleaned_data["date_order"] or None
+                for upload in form.cleaned_data["files"]:
+                    try:
+                        result = import_file(
+                            name=upload.name or "upload.csv",
+                            content=upload.read(),
+                            user=request.user,
+                            date_order=date_order,
+                        )
+                    except ImportRejected as rejection:
+                        rejections.append(rejection)
+                    else:
+                        self.message_user(
+                            request,
+                            f"{result.batch.filename}: {result.summary()}",
+                            messages.SUCCESS,
+                        )
+                if not rejections:
+                    return redirect(
+                        f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}"
+                        "_changelist"
+                    )
+        else:
+            form = ImportCsvForm()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Import CSV",
+            "form": form,
+            "rejections": rejections,
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/timesheets/importbatch/import_csv.html", context)
