@@ -25,15 +25,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import itertools
-import json
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -72,13 +69,7 @@ class Fault:
     path: str = ""
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    query: dict[str, str]
-    body: Any
-    at: float
+Seen = serving.Seen
 
 
 class FakeClockify:
@@ -337,33 +328,7 @@ class FakeClockify:
         return 200, {}, {"totals": totals, "timeentries": rows}
 
 
-class Handler(BaseHTTPRequestHandler):
-    server: FakeServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def _handle(self, method: str) -> None:
-        fake = self.server.fake
-        parts = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        fake.requests.append(Seen(method, parts.path, query, body, time.monotonic()))
-        status, extra, payload = fake.answer(method, parts.path, query, headers, body)
-        serving.send_json(self, status, json.dumps(payload).encode(), extra)
+Handler = serving.JsonApiHandler
 
 
 def start(fake: FakeClockify | None = None, port: int = 0) -> tuple[FakeClockify, FakeServer]:

@@ -7,11 +7,15 @@ socket options), passes its request handler, and keeps its vendor behaviour to i
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 
 class FakeServer(ThreadingHTTPServer):
@@ -86,3 +90,50 @@ def send_json(
         handler.wfile.write(data)
     except (BrokenPipeError, ConnectionResetError):
         pass
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as a JSON API fake received it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    at: float
+
+
+class JsonApiHandler(BaseHTTPRequestHandler):
+    """Parses a GET or POST (query, lower-cased headers, JSON body), records it in
+    `fake.requests`, and writes what `fake.answer(method, path, query, headers, body)` returns:
+    `(status, extra headers, payload)`, a text payload as plain text, anything else as JSON."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def _handle(self, method: str) -> None:
+        fake = self.server.fake  # type: ignore[attr-defined]
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        fake.requests.append(Seen(method, parts.path, query, body, time.monotonic()))
+        status, extra, payload = fake.answer(method, parts.path, query, headers, body)
+        if isinstance(payload, str):
+            data, content_type = payload.encode(), "text/plain; charset=utf-8"
+        else:
+            data, content_type = json.dumps(payload).encode(), "application/json"
+        send_json(self, status, data, extra, content_type)

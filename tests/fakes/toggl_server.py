@@ -23,15 +23,12 @@ import argparse
 import base64
 import datetime as dt
 import itertools
-import json
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -58,13 +55,7 @@ class Fault:
     path: str = ""
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    query: dict[str, str]
-    body: Any
-    at: float
+Seen = serving.Seen
 
 
 class FakeToggl:
@@ -338,37 +329,7 @@ class FakeToggl:
         return 200, headers, rows
 
 
-class Handler(BaseHTTPRequestHandler):
-    server: FakeServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def _handle(self, method: str) -> None:
-        fake = self.server.fake
-        parts = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        fake.requests.append(Seen(method, parts.path, query, body, time.monotonic()))
-        status, extra, payload = fake.answer(method, parts.path, query, headers, body)
-        if isinstance(payload, str):
-            data, content_type = payload.encode(), "text/plain; charset=utf-8"
-        else:
-            data, content_type = json.dumps(payload).encode(), "application/json"
-        serving.send_json(self, status, data, extra, content_type)
+Handler = serving.JsonApiHandler
 
 
 def start(fake: FakeToggl | None = None, port: int = 0) -> tuple[FakeToggl, FakeServer]:
