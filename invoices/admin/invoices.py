@@ -117,40 +117,18 @@ class InvoiceAdmin(InvoiceReviewViews, MonthEndViews, admin.ModelAdmin):
         return obj.pending
 
     def get_urls(self):
+        views = [
+            ("draft/", self.draft_view, "draft"),
+            ("month/", self.month_view, "month"),
+            ("<int:pk>/resolve/<int:entry_id>/", self.resolve_view, "resolve"),
+            ("<int:pk>/print/", self.print_view, "print"),
+            ("<int:pk>/approve/", self.approve_view, "approve"),
+            ("<int:pk>/void/", self.void_view, "void"),
+            ("<int:pk>/rebuild/", self.rebuild_view, "rebuild"),
+        ]
         own = [
-            path(
-                "draft/", self.admin_site.admin_view(self.draft_view), name="invoices_invoice_draft"
-            ),
-            path(
-                "month/",
-                self.admin_site.admin_view(self.month_view),
-                name="invoices_invoice_month",
-            ),
-            path(
-                "<int:pk>/resolve/<int:entry_id>/",
-                self.admin_site.admin_view(self.resolve_view),
-                name="invoices_invoice_resolve",
-            ),
-            path(
-                "<int:pk>/print/",
-                self.admin_site.admin_view(self.print_view),
-                name="invoices_invoice_print",
-            ),
-            path(
-                "<int:pk>/approve/",
-                self.admin_site.admin_view(self.approve_view),
-                name="invoices_invoice_approve",
-            ),
-            path(
-                "<int:pk>/void/",
-                self.admin_site.admin_view(self.void_view),
-                name="invoices_invoice_void",
-            ),
-            path(
-                "<int:pk>/rebuild/",
-                self.admin_site.admin_view(self.rebuild_view),
-                name="invoices_invoice_rebuild",
-            ),
+            path(route, self.admin_site.admin_view(view), name=f"invoices_invoice_{name}")
+            for route, view, name in views
         ]
         return own + super().get_urls()
 
