@@ -151,7 +151,7 @@ def run(args) -> None:
         lines=args.lines, clients=args.clients, entries=args.entries
     )
     print(
-        f"Month built in {time.perf_counter() - started:.1f} s: {invoice.number} has "
+        f"Month built in {time.perf_counter() - started:.1f} s: {invoice.label} has "
         f"{invoice.lines.count()} lines and {PENDING} pending entries; {invoices} invoices, "
         f"{args.lines + PENDING + args.entries:,} entries in all."
     )

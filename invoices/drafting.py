@@ -99,7 +99,7 @@ def rebuild_invoice(invoice: Invoice, *, user=None) -> Invoice | None:
     client's period has nothing left to draft."""
     if invoice.status != InvoiceStatus.DRAFT:
         raise DraftingError(
-            f"{invoice.number} is {invoice.get_status_display().lower()}; only drafts are rebuilt"
+            f"{invoice.label} is {invoice.get_status_display().lower()}; only drafts are rebuilt"
         )
     summary = draft_invoices(
         period=Period(invoice.period_start, invoice.period_end),
@@ -140,11 +140,13 @@ def _draft_client(
             .order_by("date", "id")
         )
         scopes: dict[int | None, list[PricedEntry]] = defaultdict(list)
+        hashes: dict[int, str] = {}
         for entry in entries:
             scope = entry.project_id if policy.invoice_per_project else None
             if scope in frozen_scopes:
                 continue  # the scope's invoice is approved; late entries wait for a new period
             scopes[scope].append(_priced(entry))
+            hashes[entry.id] = entry.content_hash
 
         for scope in sorted(set(drafts) | set(scopes), key=lambda s: (s is not None, s or 0)):
             draft = drafts.get(scope)
@@ -155,7 +157,7 @@ def _draft_client(
                     summary.removed += 1
                 continue
             result = price_invoice(priced, policy=policy, rates=config.rates, client=client_id)
-            invoice = _save(draft, result, client_id, scope, period, config, user)
+            invoice = _save(draft, result, client_id, scope, period, config, user, hashes)
             summary.invoices.append(invoice)
             if draft is None:
                 summary.created += 1
@@ -188,7 +190,7 @@ def _priced(entry: TimeEntry) -> PricedEntry:
     )
 
 
-def _save(draft, result: InvoiceDraft, client_id, scope, period, config, user) -> Invoice:
+def _save(draft, result: InvoiceDraft, client_id, scope, period, config, user, hashes) -> Invoice:
     policy = config.policy(client_id)
     now = timezone.now()
     issue = period.end
@@ -255,6 +257,7 @@ def _save(draft, result: InvoiceDraft, client_id, scope, period, config, user) -
             state=p.state,
             raw_seconds=p.raw_seconds,
             billed_seconds=p.billed_seconds,
+            content_hash=hashes[p.entry_id],
         )
         for saved, line in zip(lines, result.lines, strict=True)
         for p in line.entries
@@ -267,6 +270,7 @@ def _save(draft, result: InvoiceDraft, client_id, scope, period, config, user) -
             state=p.state,
             raw_seconds=p.raw_seconds,
             pending_reason=p.pending_reason[:300],
+            content_hash=hashes[p.entry_id],
         )
         for p in result.pending
     ]

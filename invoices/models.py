@@ -36,6 +36,13 @@ class Firm(models.Model):
         default=False,
         help_text="Approve, void and send only from a login confirmed with a two-factor code.",
     )
+    # Billing semantics 10.3: numbers are assigned at approval from a gapless per-year sequence.
+    invoice_number_template = models.CharField(
+        max_length=60,
+        default="INV-{year}-{seq:04}",
+        help_text="How approved invoices are numbered: {year} and {seq} (the year's sequence, "
+        "restarting each year), e.g. INV-{year}-{seq:04} gives INV-2026-0001.",
+    )
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(id=1), name="firm_singleton")]
@@ -47,6 +54,17 @@ class Firm(models.Model):
     def load(cls) -> "Firm":
         firm, _ = cls.objects.get_or_create(id=1, defaults={"name": "My firm"})
         return firm
+
+
+class InvoiceNumberSequence(models.Model):
+    """The last invoice number handed out per year (billing semantics 10.3). Approval takes
+    this row's lock, so numbers are gapless: a rolled-back approval returns its number."""
+
+    year = models.PositiveSmallIntegerField(primary_key=True)
+    last = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.year}: {self.last}"
 
 
 class Category(models.Model):
@@ -87,6 +105,10 @@ class ClientPolicy(models.Model):
     show_non_billable = models.BooleanField(default=False)
     invoice_per_project = models.BooleanField(default=False)
     payment_terms_days = models.PositiveSmallIntegerField(default=30)
+    bill_approved_only = models.BooleanField(
+        default=False,
+        help_text="Hold entries the tracker reports as not approved (billing semantics 10.2).",
+    )
 
     class Meta:
         verbose_name_plural = "client policies"
@@ -295,6 +317,11 @@ class Classification(models.Model):
     model_request = models.ForeignKey(
         "ModelRequest", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # A reviewer released an entry the tracker calls invoiced or unapproved (section 10.2).
+    hold_released_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    hold_released_at = models.DateTimeField(null=True, blank=True)
     classified_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -333,6 +360,8 @@ class Flag(models.TextChoices):
     SOURCE_CHANGED = "source_changed", "Source changed after approval"
     STALE = "stale", "Entries changed since drafted: rebuild"
     QBO_MISMATCH = "qbo_mismatch", "QuickBooks total differs"
+    LATE_TIME = "late_time", "Late time from an approved period"
+    HELD = "held", "Entries held (invoiced or not approved in the tracker)"
 
 
 class Invoice(models.Model):
@@ -350,6 +379,8 @@ class Invoice(models.Model):
     status = models.CharField(
         max_length=10, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT
     )
+    # Assigned at approval (billing semantics 10.3); a draft has none ("draft #id").
+    number = models.CharField(max_length=40, null=True, blank=True, unique=True, editable=False)
     currency = models.CharField(max_length=3)
     issue_date = models.DateField()
     due_date = models.DateField()
@@ -397,6 +428,13 @@ class Invoice(models.Model):
             ),
             models.CheckConstraint(condition=Q(total__gte=0), name="invoice_total_not_negative"),
             models.CheckConstraint(
+                # A void keeps the number it had: none if it was voided as a draft.
+                condition=Q(status="draft", number__isnull=True)
+                | Q(status="approved", number__isnull=False)
+                | Q(status="void"),
+                name="invoice_numbered_once_approved",
+            ),
+            models.CheckConstraint(
                 condition=Q(total=F("subtotal") + F("adjustments") + F("discount")),
                 name="invoice_total_adds_up",
             ),
@@ -405,11 +443,14 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         scope = f"{self.client} / {self.project}" if self.project_id else str(self.client)
-        return f"{self.number} {scope} {self.period_start:%Y-%m-%d}..{self.period_end:%Y-%m-%d}"
+        return f"{self.label} {scope} {self.period_start:%Y-%m-%d}..{self.period_end:%Y-%m-%d}"
 
     @property
-    def number(self) -> str:
-        return f"INV-{self.pk:06d}" if self.pk else "INV-new"
+    def label(self) -> str:
+        """The invoice number, or "draft #id" before approval gives it one."""
+        if self.number:
+            return self.number
+        return f"draft #{self.pk}" if self.pk else "new draft"
 
     @property
     def is_frozen(self) -> bool:
@@ -466,6 +507,9 @@ class InvoiceEntry(models.Model):
         BILLED = "billed", "Billed"
         NO_CHARGE = "no_charge", "No charge"
         PENDING = "pending", "Pending review"
+        # Section 10.2: invoiced or not approved in the tracker; never blocks approval, and
+        # leaves the invoice when it is approved (the entry is then unbilled, with its reason).
+        HELD = "held", "Held"
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="entry_links")
     line = models.ForeignKey(
@@ -478,6 +522,10 @@ class InvoiceEntry(models.Model):
     is_live = models.BooleanField(default=True)
     raw_seconds = models.PositiveIntegerField()
     billed_seconds = models.PositiveIntegerField(default=0)
+    # The entry's content hash when drafted: approval refuses a draft whose entries changed.
+    content_hash = models.CharField(max_length=64, blank=True)
+    # Section 10.1: set for late time, the first day of the approved period the entry is from.
+    late_from = models.DateField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "invoice entries"
@@ -488,8 +536,8 @@ class InvoiceEntry(models.Model):
                 "entry", condition=Q(is_live=True), name="entry_on_one_live_invoice"
             ),
             models.CheckConstraint(
-                condition=Q(state="pending", line__isnull=True)
-                | (~Q(state="pending") & Q(line__isnull=False)),
+                condition=Q(state__in=["pending", "held"], line__isnull=True)
+                | (~Q(state__in=["pending", "held"]) & Q(line__isnull=False)),
                 name="entry_pending_xor_on_line",
             ),
         ]

@@ -44,7 +44,7 @@ def test_invoice_list_shows_status_total_and_flags(client, month):
     page = client.get(reverse("admin:invoices_invoice_changelist"))
     assert page.status_code == 200
     html = page.content.decode()
-    assert "INV-" in html and "Acme" in html and "300.00" in html
+    assert "draft #" in html and "Acme" in html and "300.00" in html
     assert "Entries pending review" in html
 
 

@@ -302,6 +302,7 @@ def test_an_approver_approves_and_sees_the_invoice_read_only(client, month, appr
         reverse("admin:invoices_invoice_approve", args=[invoice.pk]), follow=True
     )
     html = html_of(response)
+    invoice.refresh_from_db()
     assert f"{invoice.number} approved." in html and "read-only" in html
     assert 'value="Approve"' not in html and 'value="Void"' in html
     invoice.refresh_from_db()
@@ -708,7 +709,7 @@ def test_invoice_list_stays_under_15_queries(client, ops, rows, django_assert_ma
     with django_assert_max_num_queries(15):
         response = client.get(reverse("admin:invoices_invoice_changelist"))
     assert response.status_code == 200
-    assert html_of(response).count("INV-") >= min(rows, 100)
+    assert html_of(response).count("draft #") >= min(rows, 100)
 
 
 @pytest.mark.parametrize("rows", [5, 250])

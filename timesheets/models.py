@@ -124,6 +124,11 @@ class TimeEntry(models.Model):
     # Lower-case, punctuation and extra whitespace removed: the key of classification memory.
     normalized_notes = models.TextField(blank=True)
     tracker_billable = models.BooleanField(default=True)
+    # The tracker's own billing state (billing semantics 10.2): already invoiced there (Harvest
+    # `Invoiced?` / `is_billed`, or locked by an invoice; Clockify's invoiced flag), and
+    # approved there (None: the tracker does not say). Billing holds such entries.
+    tracker_invoiced = models.BooleanField(default=False)
+    tracker_approved = models.BooleanField(null=True, blank=True)
     # Hash of the fields above as the source last reported them: an import that brings a
     # different hash for the same key is an edit at the source.
     content_hash = models.CharField(max_length=64)

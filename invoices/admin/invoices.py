@@ -106,7 +106,7 @@ class InvoiceAdmin(InvoiceReviewViews, MonthEndViews, admin.ModelAdmin):
 
     @admin.display(description="number", ordering="id")
     def number_label(self, obj):
-        return obj.number
+        return obj.label
 
     @admin.display(description="flags")
     def flag_list(self, obj):
@@ -137,23 +137,11 @@ class InvoiceAdmin(InvoiceReviewViews, MonthEndViews, admin.ModelAdmin):
         invoice = get_object_or_404(Invoice, pk=pk)
         # The page's Approve button says which build of the draft the reviewer saw; a rebuild
         # since (a correction, a new import) means they would approve figures they never saw
-        # (reliability notes 3.3). The service re-checks status and permission under lock.
-        seen = request.POST.get("seen", "")
-        if (
-            seen
-            and invoice.status == InvoiceStatus.DRAFT
-            and seen != invoice.drafted_at.isoformat()
-        ):
-            self.message_user(
-                request,
-                f"{invoice.number} was rebuilt after you opened it (total now {invoice.total} "
-                f"{invoice.currency}); check it again, then approve",
-                messages.ERROR,
-            )
-            return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[pk]))
+        # (reliability notes 3.3). The service compares it under the invoice's lock.
+        seen = request.POST.get("seen") or None
         try:
-            approve_invoice(invoice=invoice, user=request.user)
-            self.message_user(request, f"{invoice.number} approved.", messages.SUCCESS)
+            invoice = approve_invoice(invoice=invoice, user=request.user, seen_drafted_at=seen)
+            self.message_user(request, f"{invoice.label} approved.", messages.SUCCESS)
         except InvalidTransition as exc:
             self.message_user(request, str(exc), messages.ERROR)
         return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[pk]))
@@ -167,7 +155,7 @@ class InvoiceAdmin(InvoiceReviewViews, MonthEndViews, admin.ModelAdmin):
             )
             self.message_user(
                 request,
-                f"{invoice.number} voided; its entries are free for the next draft.",
+                f"{invoice.label} voided; its entries are free for the next draft.",
                 messages.SUCCESS,
             )
         except InvalidTransition as exc:
@@ -191,7 +179,7 @@ class InvoiceAdmin(InvoiceReviewViews, MonthEndViews, admin.ModelAdmin):
             return HttpResponseRedirect(reverse("admin:invoices_invoice_changelist"))
         self.message_user(
             request,
-            f"{rebuilt.number} rebuilt: total {rebuilt.total} {rebuilt.currency}.",
+            f"{rebuilt.label} rebuilt: total {rebuilt.total} {rebuilt.currency}.",
             messages.SUCCESS,
         )
         return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[rebuilt.pk]))
@@ -204,7 +192,7 @@ class InvoiceAdmin(InvoiceReviewViews, MonthEndViews, admin.ModelAdmin):
                 rebuild_invoice(invoice, user=request.user)
                 rebuilt += 1
             except DraftingError as exc:
-                self.message_user(request, f"{invoice.number}: {exc}", messages.ERROR)
+                self.message_user(request, f"{invoice.label}: {exc}", messages.ERROR)
         self.message_user(request, f"{rebuilt} draft(s) rebuilt.", messages.SUCCESS)
 
     def save_model(self, request, obj, form, change):

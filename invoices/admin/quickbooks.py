@@ -227,7 +227,7 @@ class QuickBooksInvoiceAdmin(InvoiceAdmin):
             self.message_user(request, error_text(exc), messages.ERROR)
         else:
             self.message_user(
-                request, f"{invoice.number}: {done} (request {push.request_id}).", messages.SUCCESS
+                request, f"{invoice.label}: {done} (request {push.request_id}).", messages.SUCCESS
             )
         return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[pk]))
 

@@ -155,7 +155,7 @@ class InvoiceReviewViews:
         if invoice.is_frozen:
             self.message_user(
                 request,
-                f"{invoice.number} is {invoice.get_status_display().lower()}; its entries "
+                f"{invoice.label} is {invoice.get_status_display().lower()}; its entries "
                 "cannot be changed (void it first)",
                 messages.ERROR,
             )
@@ -191,7 +191,7 @@ class InvoiceReviewViews:
             return HttpResponseRedirect(reverse("admin:invoices_invoice_changelist"))
         self.message_user(
             request,
-            f"Entry of {link.entry.date:%Y-%m-%d} resolved; {rebuilt.number} rebuilt: total "
+            f"Entry of {link.entry.date:%Y-%m-%d} resolved; {rebuilt.label} rebuilt: total "
             f"{before} -> {rebuilt.total} {rebuilt.currency}.",
             messages.SUCCESS,
         )

@@ -20,7 +20,7 @@ def invoice_input(*, invoice: Invoice, push: InvoicePush) -> qbo.InvoiceInput:
     """Our invoice as QuickBooks should hold it: one line per line, adjustments included."""
     missing = missing_mappings(invoice=invoice)
     if missing:
-        raise PushRefused(missing.message(invoice.number))
+        raise PushRefused(missing.message(invoice.label))
     customer = CustomerMapping.objects.get(client_id=invoice.client_id)
     lines = list(invoice.lines.order_by("position"))
     items = dict(

@@ -87,7 +87,7 @@ def _push_locked(push_id: int) -> InvoicePush:
         if row.invoice.status != InvoiceStatus.APPROVED:
             return _fail(
                 row,
-                f"{row.invoice.number} was "
+                f"{row.invoice.label} was "
                 f"{row.invoice.get_status_display().lower()} before it reached "
                 "QuickBooks; nothing was sent",
             )

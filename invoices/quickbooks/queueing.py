@@ -46,7 +46,7 @@ def _check_ready(*, invoice: Invoice, user) -> None:
         raise PushRefused(str(exc)) from exc
     missing = missing_mappings(invoice=invoice)
     if missing:
-        raise PushRefused(missing.message(invoice.number))
+        raise PushRefused(missing.message(invoice.label))
 
 
 def request_push(*, invoice: Invoice, user) -> InvoicePush:
@@ -56,13 +56,13 @@ def request_push(*, invoice: Invoice, user) -> InvoicePush:
         current = Invoice.objects.select_for_update().select_related("client").get(pk=invoice.pk)
         if current.status != InvoiceStatus.APPROVED:
             raise PushRefused(
-                f"{current.number} is {current.get_status_display().lower()}; "
+                f"{current.label} is {current.get_status_display().lower()}; "
                 "only approved invoices go to QuickBooks"
             )
         active = current.pushes.filter(status__in=ACTIVE).first()
         if active is not None and active.status in IN_QUICKBOOKS:
             raise PushRefused(
-                f"{current.number} is already in QuickBooks (invoice {active.doc_number}, id "
+                f"{current.label} is already in QuickBooks (invoice {active.doc_number}, id "
                 f"{active.qbo_invoice_id}); it is never sent twice"
             )
         if active is not None:
@@ -101,7 +101,7 @@ def push_again(*, invoice: Invoice, user) -> InvoicePush:
         done = invoice.pushes.select_for_update().filter(status__in=IN_QUICKBOOKS).first()
         if done is None or done.qbo_status not in FINAL_REMOTE_STATUSES:
             raise PushRefused(
-                f"{invoice.number} can be sent again only after its QuickBooks invoice was "
+                f"{invoice.label} can be sent again only after its QuickBooks invoice was "
                 "voided or deleted there (as last read back)"
             )
         # The model has no "superseded" status; failed is the one that frees the invoice for a

@@ -52,7 +52,7 @@ class Command(BaseCommand):
             try:
                 queued.append(quickbooks.request_push(invoice=invoice, user=None))
             except quickbooks.PushRefused as exc:
-                self.stderr.write(f"{invoice.number}: {exc}")
+                self.stderr.write(f"{invoice.label}: {exc}")
         self.stdout.write(f"{len(queued)} invoice(s) queued for QuickBooks.")
         if options["now"]:
             for push in queued:
