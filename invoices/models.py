@@ -736,4 +736,4 @@ class InvoicePush(models.Model):
 
 # The audit-trail event models (django-pghistory) are declared in their own module; importing
 # it here registers them with this app.
-from invoices import history  # noqa: E402,F401
+from invoices import guards, history  # noqa: E402,F401

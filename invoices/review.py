@@ -10,7 +10,7 @@ from django.utils import timezone
 from invoices.classification import classify_entries, entries_to_classify
 from invoices.drafting import rebuild_invoice
 from invoices.model_tier import enqueue_model_tier
-from invoices.models import Category, Classification, Flag, Invoice, InvoiceEvent, InvoiceStatus
+from invoices.models import Category, Classification, Invoice, InvoiceEvent, InvoiceStatus
 from timesheets.models import TimeEntry
 
 UNSET = object()
@@ -73,42 +73,16 @@ def correct_entry(
 
 
 def on_entries_imported(*, entry_ids: Iterable[int], frozen_entry_ids: Iterable[int]) -> None:
-    """After an import commits: classify what changed, mark drafts holding changed entries
-    stale (they must be rebuilt before approval), flag approved invoices whose source changed
-    (billing semantics section 8: never silently re-billed or dropped)."""
-    entry_ids, frozen_entry_ids = sorted(entry_ids), list(frozen_entry_ids)
+    """After an import commits: classify what changed. The import's own transaction already
+    marked the drafts holding changed entries stale and flagged approved invoices whose source
+    changed (database triggers, `invoices.guards`), so a crash or a queue backlog before this
+    runs can never let a stale draft be approved."""
+    entry_ids = sorted(entry_ids)
     # Chunked: one `id IN (...)` of a whole 100k-entry import would be re-sent by every
     # chunk query of the classification run.
     for start in range(0, len(entry_ids), CLASSIFY_CHUNK):
         classify_entries(entries_to_classify(entry_ids=entry_ids[start : start + CLASSIFY_CHUNK]))
     if entry_ids:
-        _add_flag(
-            Invoice.objects.filter(
-                status=InvoiceStatus.DRAFT,
-                entry_links__is_live=True,
-                entry_links__entry_id__in=entry_ids,
-            ),
-            Flag.STALE,
-        )
         # The language-model tier, for what the rules and memory left undecided: after
         # commit, in the django-q2 cluster (a no-op without ANTHROPIC_API_KEY).
         enqueue_model_tier(entry_ids=entry_ids, trigger="import")
-    if frozen_entry_ids:
-        _add_flag(
-            Invoice.objects.filter(
-                status=InvoiceStatus.APPROVED,
-                entry_links__is_live=True,
-                entry_links__entry_id__in=frozen_entry_ids,
-            ),
-            Flag.SOURCE_CHANGED,
-        )
-
-
-def _add_flag(invoices, flag: Flag) -> None:
-    ids = set(invoices.values_list("id", flat=True))
-    with transaction.atomic():
-        for invoice in Invoice.objects.filter(id__in=ids).select_for_update():
-            if flag not in invoice.flags:
-                invoice.flags = [*invoice.flags, flag]
-                invoice.save(update_fields=["flags"])
-                InvoiceEvent.objects.create(invoice=invoice, action=f"flagged {flag}", detail={})

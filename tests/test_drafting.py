@@ -12,8 +12,9 @@ from django.db import IntegrityError, connection, transaction
 from invoices.approval import InvalidTransition, approve_invoice, void_invoice
 from invoices.drafting import Period, draft_invoices
 from invoices.models import Classification, Flag, Invoice, InvoiceEntry, InvoiceEvent, InvoiceLine
-from invoices.review import correct_entry, on_entries_imported
+from invoices.review import correct_entry
 from tests import billing_fixtures as make
+from timesheets.models import TimeEntry
 
 OCTOBER = Period.month("2026-10")
 pytestmark = pytest.mark.django_db
@@ -125,7 +126,8 @@ def test_s8_source_change_after_approval_flags_invoice(setup, approver):
     e = make.entry(setup["project"], setup["ana"], minutes=60)
     invoice = draft_invoices(period=OCTOBER).invoices[0]
     approve_invoice(invoice=invoice, user=approver)
-    on_entries_imported(entry_ids=[], frozen_entry_ids=[e.id])
+    # What an import records for a frozen entry; the flag commits with it (a trigger).
+    TimeEntry.objects.filter(pk=e.pk).update(pending_source_change={"deleted": True})
     invoice.refresh_from_db()
     assert Flag.SOURCE_CHANGED in invoice.flags and invoice.total == D("200.00")
     assert InvoiceEvent.objects.filter(invoice=invoice, action="flagged source_changed").exists()
@@ -134,7 +136,8 @@ def test_s8_source_change_after_approval_flags_invoice(setup, approver):
 def test_s8_changed_entry_marks_draft_stale_until_rebuilt(setup, approver):
     e = make.entry(setup["project"], setup["ana"], minutes=60)
     invoice = draft_invoices(period=OCTOBER).invoices[0]
-    on_entries_imported(entry_ids=[e.id], frozen_entry_ids=[])
+    # An edit at the source, as an import writes it: the stale mark commits with it.
+    TimeEntry.objects.filter(pk=e.pk).update(duration_seconds=5 * 3600, content_hash="edited")
     invoice.refresh_from_db()
     with pytest.raises(InvalidTransition, match="rebuild it first"):
         approve_invoice(invoice=invoice, user=approver)

@@ -1,0 +1,366 @@
+"""What the database itself guarantees about invoices, whatever path writes to it: the admin, a
+service, `QuerySet.update()`, `bulk_create` or raw SQL (billing semantics section 8; the ledger
+habit of django-hordak, whose legs are guarded by a trigger).
+
+Frozen invoices (approved or void):
+- their lines and entry links cannot be inserted, changed or deleted; the one change a link of
+  an approved invoice may take is `is_live` true -> false, which voiding makes;
+- their amounts, dates, number, client, period and approval cannot change; the status moves only
+  approved -> void; they cannot be deleted. Flags (source changed, QuickBooks mismatch) may be
+  added, and voiding sets `voided_at` / `voided_by`.
+- an entry locked on an approved invoice keeps its content: the source's version waits in
+  `pending_source_change` until a void applies it (`timesheets.source_changes`).
+
+Stale marks, in the same transaction as the change that makes a draft stale:
+- an entry that is inserted, edited at the source, deleted at the source, or whose
+  classification changes marks "stale" every draft it is on, the client's draft of its period,
+  and (for late time, section 10.1) the client's later drafts when its own period is approved;
+- an entry on an approved invoice whose source version is recorded flags that invoice
+  "source changed after approval".
+Each mark writes an `InvoiceEvent` beside it. Approval refuses a stale draft, and re-checks each
+entry's seconds and content hash under lock (`invoices.approval`).
+
+The triggers run once per statement over its transition tables, so a bulk import of 100,000
+entries costs a few joins, not 100,000 trigger calls. `MARK_STALE_FUNCTION` is installed by
+migration 0008 and called by the entry and classification triggers.
+"""
+
+from __future__ import annotations
+
+import pgtrigger
+
+from invoices.history import TrackedTimeEntry
+from invoices.models import Classification, Invoice, InvoiceEntry, InvoiceLine
+
+FROZEN_ERROR = "check_violation"  # SQLSTATE 23514: Django raises IntegrityError
+
+MARK_STALE_FUNCTION = """
+CREATE OR REPLACE FUNCTION invoices_mark_drafts_stale(entry_ids bigint[], reason text)
+RETURNS void LANGUAGE sql AS $$
+    WITH changed AS (
+        SELECT DISTINCT id FROM unnest(entry_ids) AS ids(id)
+    ), affected AS (
+        SELECT link.invoice_id AS id
+          FROM invoices_invoiceentry link JOIN changed ON changed.id = link.entry_id
+         WHERE link.is_live
+        UNION
+        SELECT draft.id
+          FROM changed
+          JOIN timesheets_timeentry entry ON entry.id = changed.id
+          JOIN invoices_invoice draft
+            ON draft.client_id = entry.client_id AND draft.status = 'draft'
+         WHERE entry.date BETWEEN draft.period_start AND draft.period_end
+            OR (draft.period_start > entry.date AND EXISTS (
+                    SELECT 1 FROM invoices_invoice approved
+                     WHERE approved.client_id = entry.client_id
+                       AND approved.status = 'approved'
+                       AND entry.date BETWEEN approved.period_start AND approved.period_end))
+    ), flagged AS (
+        UPDATE invoices_invoice invoice
+           SET flags = array_append(invoice.flags, 'stale')
+          FROM affected
+         WHERE invoice.id = affected.id
+           AND invoice.status = 'draft'
+           AND NOT ('stale' = ANY(invoice.flags))
+        RETURNING invoice.id
+    )
+    INSERT INTO invoices_invoiceevent (invoice_id, action, actor_id, at, detail)
+    SELECT id, 'flagged stale', NULL, now(), jsonb_build_object('reason', reason)
+      FROM flagged;
+$$;
+"""
+DROP_MARK_STALE_FUNCTION = "DROP FUNCTION IF EXISTS invoices_mark_drafts_stale(bigint[], text);"
+
+# What a bill rests on: a change to any of these makes the entry's draft stale.
+ENTRY_BILLING_COLUMNS = (
+    "duration_seconds",
+    "content_hash",
+    "deleted_at",
+    "client_id",
+    "project_id",
+    "person_id",
+    "date",
+    "tracker_billable",
+    "tracker_invoiced",
+    "tracker_approved",
+)
+CLASSIFICATION_DECISION_COLUMNS = (
+    "category_id",
+    "description",
+    "billable",
+    "billing_code",
+    "needs_review",
+    "review_reason",
+    "tier",
+    "rule_id",
+    "confidence",
+    "hold_released_at",
+)
+INVOICE_FROZEN_COLUMNS = (
+    "client_id",
+    "project_id",
+    "period_start",
+    "period_end",
+    "currency",
+    "issue_date",
+    "due_date",
+    "subtotal",
+    "adjustments",
+    "discount",
+    "total",
+    "number",
+    "approved_at",
+    "approved_by_id",
+    "policy_snapshot",
+    "drafted_at",
+)
+LINK_COLUMNS = (
+    "invoice_id",
+    "line_id",
+    "entry_id",
+    "state",
+    "pending_reason",
+    "raw_seconds",
+    "billed_seconds",
+    "content_hash",
+    "late_from",
+)
+
+
+def _row(alias: str, columns: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"{alias}.{column}" for column in columns) + ")"
+
+
+def _distinct(columns: tuple[str, ...]) -> str:
+    return f"{_row('n', columns)} IS DISTINCT FROM {_row('o', columns)}"
+
+
+def _refuse(message: str, *args: str) -> str:
+    params = "".join(f", {arg}" for arg in args)
+    return f"RAISE EXCEPTION '{message}'{params} USING ERRCODE = '{FROZEN_ERROR}';"
+
+
+def _refuse_if_frozen(table: str, what: str) -> str:
+    """PL/pgSQL: refuse the statement when a row of transition table `table` belongs to a
+    frozen invoice."""
+    return f"""
+        SELECT invoice.number, invoice.status INTO frozen FROM {table} changed_row
+          JOIN invoices_invoice invoice ON invoice.id = changed_row.invoice_id
+         WHERE invoice.status <> 'draft' LIMIT 1;
+        IF FOUND THEN
+            {_refuse(f"invoice % is %: its {what} cannot change", "frozen.number", "frozen.status")}
+        END IF;
+    """
+
+
+def _insert_and_delete_guards(prefix: str, what: str) -> list[pgtrigger.Trigger]:
+    """Rows of a frozen invoice are never inserted or deleted."""
+    return [
+        pgtrigger.Trigger(
+            name=f"{prefix}_frozen_insert",
+            level=pgtrigger.Statement,
+            when=pgtrigger.After,
+            operation=pgtrigger.Insert,
+            referencing=pgtrigger.Referencing(new="new_rows"),
+            declare=[("frozen", "RECORD")],
+            func=_refuse_if_frozen("new_rows", what) + "RETURN NULL;",
+        ),
+        pgtrigger.Trigger(
+            name=f"{prefix}_frozen_delete",
+            level=pgtrigger.Statement,
+            when=pgtrigger.After,
+            operation=pgtrigger.Delete,
+            referencing=pgtrigger.Referencing(old="old_rows"),
+            declare=[("frozen", "RECORD")],
+            func=_refuse_if_frozen("old_rows", what) + "RETURN NULL;",
+        ),
+    ]
+
+
+REFUSE_LINK = _refuse("invoice % is %: its entries cannot change", "frozen.number", "frozen.status")
+REFUSE_STATUS = _refuse(
+    "invoice % is %: it cannot become %", "OLD.number", "OLD.status", "NEW.status"
+)
+REFUSE_INVOICE = _refuse(
+    "invoice % is %: its amounts, dates and number cannot change", "OLD.number", "OLD.status"
+)
+REFUSE_ENTRY = _refuse(
+    "time entry % (%) is on an approved invoice: its content cannot change; the source "
+    "version waits in pending_source_change until the invoice is voided",
+    "frozen.id",
+    "frozen.external_id",
+)
+INVOICE_FROZEN_CHANGED = (
+    f"{_row('NEW', INVOICE_FROZEN_COLUMNS)} IS DISTINCT FROM {_row('OLD', INVOICE_FROZEN_COLUMNS)}"
+)
+
+LINE_COLUMNS = (
+    "invoice_id",
+    "position",
+    "kind",
+    "description",
+    "category_id",
+    "billing_code",
+    "project_id",
+    "person_id",
+    "quantity",
+    "unit_price",
+    "amount",
+    "first_date",
+    "derivation",
+)
+
+pgtrigger.register(
+    *_insert_and_delete_guards("line", "lines"),
+    pgtrigger.Trigger(
+        name="line_frozen_update",
+        level=pgtrigger.Statement,
+        when=pgtrigger.After,
+        operation=pgtrigger.Update,
+        referencing=pgtrigger.Referencing(old="old_rows", new="new_rows"),
+        declare=[("frozen", "RECORD")],
+        func=_refuse_if_frozen("old_rows", "lines")
+        + _refuse_if_frozen("new_rows", "lines")
+        + "RETURN NULL;",
+    ),
+)(InvoiceLine)
+
+pgtrigger.register(
+    *_insert_and_delete_guards("link", "entries"),
+    # The one change a frozen invoice's link takes: voiding sets is_live false.
+    pgtrigger.Trigger(
+        name="link_frozen_update",
+        level=pgtrigger.Statement,
+        when=pgtrigger.After,
+        operation=pgtrigger.Update,
+        referencing=pgtrigger.Referencing(old="old_rows", new="new_rows"),
+        declare=[("frozen", "RECORD")],
+        func=f"""
+            SELECT invoice.number, invoice.status INTO frozen
+              FROM new_rows n JOIN old_rows o ON o.id = n.id
+              JOIN invoices_invoice invoice ON invoice.id IN (n.invoice_id, o.invoice_id)
+             WHERE invoice.status <> 'draft'
+               AND ({_distinct(LINK_COLUMNS)} OR (n.is_live AND NOT o.is_live))
+             LIMIT 1;
+            IF FOUND THEN
+                {REFUSE_LINK}
+            END IF;
+            RETURN NULL;
+        """,
+    ),
+)(InvoiceEntry)
+
+pgtrigger.register(
+    pgtrigger.Trigger(
+        name="invoice_frozen_update",
+        level=pgtrigger.Row,
+        when=pgtrigger.Before,
+        operation=pgtrigger.Update,
+        condition=pgtrigger.Q(old__status__in=["approved", "void"]),
+        func=f"""
+            IF NOT (NEW.status = OLD.status OR (OLD.status = 'approved' AND NEW.status = 'void'))
+            THEN
+                {REFUSE_STATUS}
+            END IF;
+            IF {INVOICE_FROZEN_CHANGED}
+               OR (OLD.status = 'void' AND (NEW.voided_at, NEW.voided_by_id)
+                   IS DISTINCT FROM (OLD.voided_at, OLD.voided_by_id))
+            THEN
+                {REFUSE_INVOICE}
+            END IF;
+            RETURN NEW;
+        """,
+    ),
+    pgtrigger.Trigger(
+        name="invoice_frozen_delete",
+        level=pgtrigger.Row,
+        when=pgtrigger.Before,
+        operation=pgtrigger.Delete,
+        condition=pgtrigger.Q(old__status__in=["approved", "void"]),
+        func=_refuse("invoice % is %: it cannot be deleted", "OLD.number", "OLD.status")
+        + "RETURN OLD;",
+    ),
+)(Invoice)
+
+pgtrigger.register(
+    pgtrigger.Trigger(
+        name="entry_change_marks",
+        level=pgtrigger.Statement,
+        when=pgtrigger.After,
+        operation=pgtrigger.Update,
+        referencing=pgtrigger.Referencing(old="old_rows", new="new_rows"),
+        declare=[("frozen", "RECORD")],
+        func=f"""
+            -- A locked entry keeps what its approved invoice billed.
+            SELECT n.id, n.external_id INTO frozen
+              FROM new_rows n JOIN old_rows o ON o.id = n.id
+             WHERE o.locked AND n.locked AND {_distinct(ENTRY_BILLING_COLUMNS)}
+             LIMIT 1;
+            IF FOUND THEN
+                {REFUSE_ENTRY}
+            END IF;
+            PERFORM invoices_mark_drafts_stale(
+                ARRAY(SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id
+                       WHERE {_distinct(ENTRY_BILLING_COLUMNS)}),
+                'an entry changed');
+            WITH recorded AS (
+                SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id
+                 WHERE n.locked AND n.pending_source_change IS NOT NULL
+                   AND n.pending_source_change IS DISTINCT FROM o.pending_source_change
+            ), flagged AS (
+                UPDATE invoices_invoice invoice
+                   SET flags = array_append(invoice.flags, 'source_changed')
+                 WHERE invoice.status = 'approved'
+                   AND NOT ('source_changed' = ANY(invoice.flags))
+                   AND invoice.id IN (
+                       SELECT link.invoice_id FROM invoices_invoiceentry link
+                         JOIN recorded ON recorded.id = link.entry_id
+                        WHERE link.is_live)
+                RETURNING invoice.id
+            )
+            INSERT INTO invoices_invoiceevent (invoice_id, action, actor_id, at, detail)
+            SELECT id, 'flagged source_changed', NULL, now(), '{{}}'::jsonb FROM flagged;
+            RETURN NULL;
+        """,
+    ),
+    pgtrigger.Trigger(
+        name="entry_insert_marks",
+        level=pgtrigger.Statement,
+        when=pgtrigger.After,
+        operation=pgtrigger.Insert,
+        referencing=pgtrigger.Referencing(new="new_rows"),
+        func="""
+            PERFORM invoices_mark_drafts_stale(ARRAY(SELECT id FROM new_rows), 'a new entry');
+            RETURN NULL;
+        """,
+    ),
+)(TrackedTimeEntry)
+
+pgtrigger.register(
+    pgtrigger.Trigger(
+        name="classification_change_marks",
+        level=pgtrigger.Statement,
+        when=pgtrigger.After,
+        operation=pgtrigger.Update,
+        referencing=pgtrigger.Referencing(old="old_rows", new="new_rows"),
+        func=f"""
+            PERFORM invoices_mark_drafts_stale(
+                ARRAY(SELECT n.entry_id FROM new_rows n JOIN old_rows o ON o.entry_id = n.entry_id
+                       WHERE {_distinct(CLASSIFICATION_DECISION_COLUMNS)}),
+                'a classification changed');
+            RETURN NULL;
+        """,
+    ),
+    pgtrigger.Trigger(
+        name="classification_insert_marks",
+        level=pgtrigger.Statement,
+        when=pgtrigger.After,
+        operation=pgtrigger.Insert,
+        referencing=pgtrigger.Referencing(new="new_rows"),
+        func="""
+            PERFORM invoices_mark_drafts_stale(
+                ARRAY(SELECT entry_id FROM new_rows), 'an entry was classified');
+            RETURN NULL;
+        """,
+    ),
+)(Classification)
