@@ -171,6 +171,16 @@ SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=50 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 
+# Imports of tracker exports (timesheets.importing; docs/deployment.md "Limits"). Each refusal
+# names its setting. The size is checked before a file is read, rows while it is read.
+IMPORT_MAX_FILE_BYTES = env.int("IMPORT_MAX_FILE_BYTES", default=50 * 1024 * 1024)
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=200_000)
+IMPORT_MAX_NOTE_CHARS = env.int("IMPORT_MAX_NOTE_CHARS", default=5_000)
+# Rows without a client (internal time): "import" files them, not billable, under this client
+# (created when first needed); "skip" leaves them out. Both are counted in the summary.
+IMPORT_INTERNAL_TIME = env.str("IMPORT_INTERNAL_TIME", default="import")
+IMPORT_INTERNAL_CLIENT_NAME = env.str("IMPORT_INTERNAL_CLIENT_NAME", default="Internal")
+
 # Fernet keys (newest first) for third-party credentials at rest; not SECRET_KEY. The fallback
 # is a fixed development key: production must set its own (see integrations/encryption.py).
 BILLABLES_ENCRYPTION_KEYS = env.list(

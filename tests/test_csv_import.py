@@ -30,6 +30,17 @@ TOGGL_FILE = "toggl_detailed_2026-10.csv"
 EU_FILE = "harvest_eu_locale_sample.csv"
 
 RULES_HINT = "in the rules file and run import_rules"
+DATE_HINT = (
+    "correct the date in the tracker, or export with dates as YYYY-MM-DD, M/D/YYYY, D.M.YYYY "
+    "or D-M-YYYY"
+)
+DURATION_HINT = (
+    "correct the entry in the tracker, or split it into entries of at most 24 hours, and "
+    "export again"
+)
+NEGATIVE_HINT = "correct the entry's time in the tracker (a duration is 0 or more) and export again"
+TIME_HINT = "correct the entry's time in the tracker and export again"
+EMPTY_HINT = "choose a date range with entries and export the report again"
 
 # Values of data/northwind/rules.yaml.
 PEOPLE = [
@@ -366,6 +377,10 @@ def test_edit_of_a_locked_entry_is_recorded_not_applied(northwind, northwind_dir
         "duration_seconds": 900,
         "notes": "Client call re: scope change (long)",
         "tracker_billable": True,
+        # Harvest's "Approved?" is Yes; recorded both ways so that applying the change also
+        # takes the tracker's marks back.
+        "tracker_approved": True,
+        "tracker_invoiced": False,
         "content_hash": pending["content_hash"],
         "import_batch_id": result.batch.pk,
     }
@@ -442,13 +457,20 @@ def test_same_entry_in_two_formats_is_two_entries(northwind):
             "harvest_30_hours.csv",
             [
                 RowError(
-                    3, "Hours", "duration '30.00' is 30:00:00, over the 24 hours one entry can last"
+                    3,
+                    "Hours",
+                    "duration '30.00' is 30:00:00, over the 24 hours one entry can last",
+                    DURATION_HINT,
                 )
             ],
         ),
         (
             "harvest_bad_date.csv",
-            [RowError(3, "Date", "impossible date '2026-13-45': month must be in 1..12")],
+            [
+                RowError(
+                    3, "Date", "impossible date '2026-13-45': month must be in 1..12", DATE_HINT
+                )
+            ],
         ),
         (
             "harvest_latin1.csv",
@@ -469,7 +491,10 @@ def test_same_entry_in_two_formats_is_two_entries(northwind):
                 )
             ],
         ),
-        ("harvest_negative_hours.csv", [RowError(3, "Hours", "negative duration '-1.5'")]),
+        (
+            "harvest_negative_hours.csv",
+            [RowError(3, "Hours", "negative duration '-1.5'", NEGATIVE_HINT)],
+        ),
         (
             "harvest_unknown_client.csv",
             [
@@ -539,9 +564,16 @@ def test_every_error_of_a_file_is_reported_in_file_order(northwind):
     errors = rejected_errors("many.csv", content)
 
     assert errors == [
-        RowError(3, "Date", "impossible date '2026-02-30': day is out of range for month"),
-        RowError(3, "Hours", "negative duration '-1'"),
-        RowError(4, "Billable?", "not a yes/no value: 'Maybe' (expected Yes or No)"),
+        RowError(
+            3, "Date", "impossible date '2026-02-30': day is out of range for month", DATE_HINT
+        ),
+        RowError(3, "Hours", "negative duration '-1'", NEGATIVE_HINT),
+        RowError(
+            4,
+            "Billable?",
+            "not a yes/no value: 'Maybe' (expected Yes or No)",
+            "the column holds Yes or No; export the report again",
+        ),
         RowError(
             4,
             "First Name/Last Name",
@@ -621,14 +653,10 @@ def test_unknown_email_and_project_name(northwind):
             "unknown project 'Mobile app' of client 'Globex Retail'",
             f"add it under projects: of client 'Globex Retail' {RULES_HINT}",
         ),
-        RowError(
-            6,
-            "Client",
-            "no client",
-            "assign the entry to a client's project in the tracker and export again",
-        ),
     ]
+    # Row 6 has no client: internal time, not an error (and not created: the file is refused).
     assert_nothing_stored()
+    assert not Client.objects.filter(name="Internal").exists()
 
 
 def test_two_people_with_one_name_is_an_error(northwind):
@@ -666,11 +694,14 @@ def test_names_match_in_any_case_and_spacing(northwind):
 @pytest.mark.parametrize(
     ("content", "error"),
     [
-        (b"", RowError(None, None, "no entries: the file is empty")),
-        (b"\xef\xbb\xbf\r\n\r\n", RowError(None, None, "no entries: the file is empty")),
+        (b"", RowError(None, None, "no entries: the file is empty", EMPTY_HINT)),
+        (
+            b"\xef\xbb\xbf\r\n\r\n",
+            RowError(None, None, "no entries: the file is empty", EMPTY_HINT),
+        ),
         (
             b"Date,Client,Project,Project Code,Task,Notes,Hours,Billable?,First Name,Last Name\r\n",
-            RowError(None, None, "no entries: the file has only a header row"),
+            RowError(None, None, "no entries: the file has only a header row", EMPTY_HINT),
         ),
         (
             b"foo,bar\n1,2\n",
@@ -678,8 +709,8 @@ def test_names_match_in_any_case_and_spacing(northwind):
                 1,
                 None,
                 "unrecognised header: not a Harvest, Clockify or Toggl Track export",
-                "the closest, Harvest \"Detailed time\", needs the columns 'Date', 'Client', "
-                "'Project', 'Task', 'Notes', 'Hours', 'Billable?', 'First Name', 'Last Name'",
+                "the closest, Harvest \"Detailed time\", needs the columns 'Date', 'Project', "
+                "'Task', 'Notes', 'Hours', 'First Name', 'Last Name'",
             ),
         ),
         (
@@ -688,9 +719,8 @@ def test_names_match_in_any_case_and_spacing(northwind):
                 1,
                 None,
                 "unrecognised header: not a Harvest, Clockify or Toggl Track export",
-                "the closest, Toggl Track \"Detailed\", needs the columns 'Email', 'Client', "
-                "'Project', 'Task', 'Description', 'Billable', 'Start date', 'Start time', "
-                "'Duration'",
+                "the closest, Toggl Track \"Detailed\", needs the columns 'Email', 'Project', "
+                "'Task', 'Description', 'Start date', 'Start time', 'Duration'",
             ),
         ),
         (
@@ -763,7 +793,12 @@ def test_row_numbers_are_line_numbers_when_notes_span_lines(northwind):
         harvest_row(Hours="lots"),
     )
     assert rejected_errors("m.csv", content) == [
-        RowError(5, "Hours", "not a duration: 'lots' (expected H:MM:SS, H:MM or decimal hours)")
+        RowError(
+            5,
+            "Hours",
+            "not a duration: 'lots' (expected H:MM:SS, H:MM or decimal hours)",
+            TIME_HINT,
+        )
     ]
 
 
@@ -847,7 +882,10 @@ def test_requested_order_that_the_file_contradicts_gives_row_errors(northwind):
     content = clockify_bytes(("10/25/2026", "9:00"))
     assert rejected_errors("c.csv", content, date_order="dmy") == [
         RowError(
-            2, "Start Date", "impossible date '10/25/2026' read day-first: month must be in 1..12"
+            2,
+            "Start Date",
+            "impossible date '10/25/2026' read day-first: month must be in 1..12",
+            DATE_HINT,
         ),
     ]
 

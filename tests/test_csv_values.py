@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from timesheets.importing.values import (
+    EXPECTED_DATES,
     ConflictingDateOrder,
     InvalidValue,
     date_order_evidence,
@@ -20,9 +21,21 @@ from timesheets.importing.values import (
 )
 
 
+EXPECTED = "YYYY-MM-DD, M/D/YYYY, D.M.YYYY or D-M-YYYY"
+
+
+def test_expected_dates_are_named_in_messages():
+    assert EXPECTED_DATES == EXPECTED
+
+
 @pytest.mark.parametrize(
     ("text", "order", "expected"),
     [
+        # Day-first dotted and dashed dates (Harvest EU exports write 26.01.2015).
+        ("26.01.2015", "dmy", date(2015, 1, 26)),
+        ("1.2.2026", "dmy", date(2026, 2, 1)),
+        ("26-01-2015", "dmy", date(2015, 1, 26)),
+        ("01-26-2015", "mdy", date(2015, 1, 26)),
         ("2026-10-02", "mdy", date(2026, 10, 2)),
         ("2026-10-02", "dmy", date(2026, 10, 2)),  # ISO ignores the order
         ("2026-1-5", "mdy", date(2026, 1, 5)),
@@ -59,10 +72,16 @@ def test_parse_date(text, order, expected):
             "dmy",
             "impossible date '10/25/2026' read day-first: month must be in 1..12",
         ),
-        ("29.09.2026", "mdy", "not a date: '29.09.2026' (expected YYYY-MM-DD or M/D/YYYY)"),
-        ("10/02/26", "mdy", "not a date: '10/02/26' (expected YYYY-MM-DD or M/D/YYYY)"),
-        ("", "mdy", "not a date: '' (expected YYYY-MM-DD or M/D/YYYY)"),
-        ("yesterday", "mdy", "not a date: 'yesterday' (expected YYYY-MM-DD or M/D/YYYY)"),
+        (
+            "29.09.2026",
+            "mdy",
+            "impossible date '29.09.2026' read month-first: month must be in 1..12",
+        ),
+        ("29.09-2026", "dmy", f"not a date: '29.09-2026' (expected {EXPECTED})"),
+        ("10/02/26", "mdy", f"not a date: '10/02/26' (expected {EXPECTED})"),
+        ("26.01.15", "dmy", f"not a date: '26.01.15' (expected {EXPECTED})"),
+        ("", "mdy", f"not a date: '' (expected {EXPECTED})"),
+        ("yesterday", "mdy", f"not a date: 'yesterday' (expected {EXPECTED})"),
     ],
 )
 def test_parse_date_rejects(text, order, message):
@@ -196,13 +215,22 @@ def test_format_seconds(seconds, text):
         ("no", False),
         ("FALSE", False),
         ("0", False),
+        # Localized exports [G]: German, French, Spanish, Portuguese, Dutch.
+        ("Ja", True),
+        ("Nein", False),
+        ("oui", True),
+        ("Non", False),
+        ("Sí", True),
+        ("Sim", True),
+        ("Não", False),
+        ("nee", False),
     ],
 )
 def test_parse_bool(text, expected):
     assert parse_bool(text) is expected
 
 
-@pytest.mark.parametrize("text", ["", "Y", "N", "maybe", "2", "Yes please", "oui"])
+@pytest.mark.parametrize("text", ["", "Y", "N", "maybe", "2", "Yes please", "oui non"])
 def test_parse_bool_rejects(text):
     with pytest.raises(InvalidValue) as raised:
         parse_bool(text)
@@ -250,6 +278,9 @@ def test_parse_decimal_rejects(text):
         ("10/25/2026", "mdy"),
         ("10/11/2026", None),
         ("13/13/2026", None),  # impossible either way: proves nothing, fails later
+        ("25.10.2026", "dmy"),
+        ("10-25-2026", "mdy"),
+        ("26-01-2015", "dmy"),
         ("2026-10-25", None),
         ("", None),
     ],
@@ -268,10 +299,39 @@ def test_date_order_evidence(text, evidence):
         (["01/02/2026", "25/10/2026", "03/04/2026"], "mdy", "dmy"),
         (["01/02/2026", "10/25/2026"], "dmy", "mdy"),
         (["19/02/2026", "2026-02-20"], "mdy", "dmy"),
+        (["01.10.2026", "26.10.2026"], "mdy", "dmy"),
+        (["01-10-2026", "10-26-2026"], "dmy", "mdy"),
     ],
 )
 def test_sniff_date_order(texts, default, expected):
     assert sniff_date_order(texts, default=default) == expected
+
+
+@pytest.mark.parametrize(
+    ("texts", "expected"),
+    [
+        ([], "mdy"),
+        (["10/02/2026"], "mdy"),
+        (["10-02-2026"], "mdy"),
+        # Every locale that writes dots puts the day first: a file that cannot tell is dmy.
+        (["01.02.2026", "03.04.2026"], "dmy"),
+        (["01.02.2026", "03/04/2026"], "mdy"),
+        (["02.10.2026", "10.25.2026"], "mdy"),  # proved month-first, whatever the dots say
+    ],
+)
+def test_sniff_date_order_without_a_default(texts, expected):
+    assert sniff_date_order(texts) == expected
+
+
+def test_duration_errors_say_what_to_do():
+    with pytest.raises(InvalidValue) as raised:
+        parse_duration_seconds("30")
+    assert "split it into entries of at most 24 hours" in raised.value.hint
+    with pytest.raises(InvalidValue) as raised:
+        parse_duration_seconds("-1")
+    assert raised.value.hint == (
+        "correct the entry's time in the tracker (a duration is 0 or more) and export again"
+    )
 
 
 def test_sniff_date_order_refuses_both_orders():

@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from timesheets.admin.common import NOTES_PREVIEW_CHARS, _ReadOnlyAdmin, format_hours_minutes
-from timesheets.importing import ImportRejected, import_file
+from timesheets.importing import ImportRejected, check_file_size, import_file
 from timesheets.models import (
     ImportBatch,
     TimeEntry,
@@ -105,19 +105,30 @@ class MultipleFileField(forms.FileField):
 
 class ImportCsvForm(forms.Form):
     files = MultipleFileField(
-        label="CSV exports",
+        label="CSV or Excel exports",
         help_text="Harvest “Detailed time”, Clockify “Detailed report” or Toggl Track "
-        "“Detailed” exports. Each file is imported whole or not at all.",
+        "“Detailed” exports, as CSV or Excel (.xlsx). Each file is imported whole or not at "
+        "all.",
     )
     date_order = forms.ChoiceField(
         label="Date order",
         required=False,
         choices=[
-            ("", "From the file (month first when it cannot tell)"),
+            ("", "From the file (month first when it cannot tell; day first for 01.10.2026)"),
             ("mdy", "Month first: 10/02/2026 is 2 October"),
-            ("dmy", "Day first: 02/10/2026 is 2 October"),
+            ("dmy", "Day first: 02/10/2026 (or 02.10.2026, 02-10-2026) is 2 October"),
         ],
-        help_text="Only for files whose slash dates all have day and month up to 12.",
+        help_text="Only for files whose dates all have day and month up to 12.",
+    )
+    internal_time = forms.ChoiceField(
+        label="Rows without a client",
+        required=False,
+        choices=[
+            ("", "As the setting IMPORT_INTERNAL_TIME says"),
+            ("import", "Import as internal time (not billable)"),
+            ("skip", "Skip them"),
+        ],
+        help_text="Projects without a client are internal time; either way they are counted.",
     )
 
 
@@ -169,13 +180,18 @@ class ImportBatchAdmin(_ReadOnlyAdmin):
             form = ImportCsvForm(request.POST, request.FILES)
             if form.is_valid():
                 date_order = form.cleaned_data["date_order"] or None
+                internal_time = form.cleaned_data["internal_time"] or None
                 for upload in form.cleaned_data["files"]:
+                    name = upload.name or "upload.csv"
                     try:
+                        # By its size first: an oversized upload is refused unread.
+                        check_file_size(name=name, size=upload.size or 0)
                         result = import_file(
-                            name=upload.name or "upload.csv",
+                            name=name,
                             content=upload.read(),
                             user=request.user,
                             date_order=date_order,
+                            internal_time=internal_time,
                         )
                     except ImportRejected as rejection:
                         rejections.append(rejection)

@@ -1,5 +1,5 @@
-"""CSV import of time-tracker exports (Harvest "Detailed time", Clockify "Detailed report",
-Toggl Track "Detailed").
+"""Import of time-tracker exports, CSV or XLSX (Harvest "Detailed time", Clockify "Detailed
+report", Toggl Track "Detailed").
 
     result = import_file(name="harvest.csv", content=data, user=request.user)
 
@@ -9,7 +9,25 @@ or an overlapping export updates entries instead of duplicating them.
 """
 
 from timesheets.importing.errors import ImportRejected, RowError
-from timesheets.importing.service import ImportResult, import_file
+from timesheets.importing.limits import ImportLimits
+from timesheets.importing.service import (
+    INTERNAL_TIME_CHOICES,
+    ImportResult,
+    check_file_size,
+    import_file,
+    internal_client_name,
+)
 from timesheets.importing.values import DATE_ORDERS, DateOrder
 
-__all__ = ["DATE_ORDERS", "DateOrder", "ImportRejected", "ImportResult", "RowError", "import_file"]
+__all__ = [
+    "DATE_ORDERS",
+    "INTERNAL_TIME_CHOICES",
+    "DateOrder",
+    "ImportLimits",
+    "ImportRejected",
+    "ImportResult",
+    "RowError",
+    "check_file_size",
+    "import_file",
+    "internal_client_name",
+]

@@ -1,8 +1,24 @@
-"""The three CSV exports we read, recognised by their header row (never by column position).
+"""The three exports we read (CSV or XLSX), recognised by their header row (never by column
+position).
 
-Each format names the columns it needs by their header text; aliases cover older exports.
-Headers compare case-insensitively with whitespace collapsed, unknown columns are ignored, and
-the order of columns does not matter (api-notes 1.7, 2.6, 3.6).
+Each format names the columns it reads by their header text; aliases cover older exports,
+other spellings (Clockify's `Activity` for `Task`) and localized headers. Headers compare
+case-insensitively with whitespace collapsed, unknown columns are ignored, and the order of
+columns does not matter (api-notes 1.7, 2.6, 3.6).
+
+Optional columns and what their absence means (docs/sync.md, "CSV and Excel imports"):
+
+- no Billable column: the project's billing setting (non-billable projects give non-billable
+  entries, hourly ones billable);
+- no Client column: the project is found by its code, or by its name when one project of the
+  firm has it (else the row is an error saying to export with the Client column);
+- no Invoiced / Approved column: not invoiced, approval unknown;
+- no Type column (Clockify): every row is regular time.
+
+Localized headers are marked [G]: Clockify localizes its exports with the user's language;
+Harvest's and Toggl Track's exports are English only as far as anyone has seen, so they have no
+localized aliases. No localized export file has been seen; each alias is a guess from the
+trackers' translated interfaces, and an alias that never matches costs nothing.
 """
 
 import re
@@ -34,6 +50,10 @@ class ExportFormat:
     start_time_field: str | None = None
     # Whether people are matched by email; otherwise by "First Name Last Name".
     person_by_email: bool = True
+    # Whether the start time is part of an entry's identity (timesheets.importing.keys).
+    # Harvest's start time is optional and only present when the account tracks timestamps:
+    # keeping it out of the key keeps exports with and without it naming the same entries.
+    start_time_is_identity: bool = True
 
     def header_name(self, field_name: str) -> str:
         return self.columns[field_name][0]
@@ -57,48 +77,62 @@ HARVEST = ExportFormat(
         "notes": ("Notes",),
         "hours": ("Hours",),
         "billable": ("Billable?", "Billable"),
+        "invoiced": ("Invoiced?", "Invoiced"),
+        "approved": ("Approved?", "Approved"),
         "first_name": ("First Name",),
         "last_name": ("Last Name",),
+        # Only when the account tracks timestamps (Harvest support) [G on the header names].
+        "start_time": ("Start Time", "Started At"),
+        "end_time": ("End Time", "Ended At"),
     },
     required=(
         ("date",),
-        ("client",),
         ("project",),
         ("task",),
         ("notes",),
         ("hours",),
-        ("billable",),
         ("first_name",),
         ("last_name",),
     ),
     duration_fields=("hours",),
     date_field="date",
+    start_time_field="start_time",
     person_by_email=False,
+    start_time_is_identity=False,
 )
 
 CLOCKIFY = ExportFormat(
     source=TimeEntry.Source.CLOCKIFY,
     title='Clockify "Detailed report"',
+    # English first (as exported today), then German, French and Spanish [G].
     columns={
-        "project": ("Project",),
-        "client": ("Client",),
-        "notes": ("Description",),
-        "task": ("Task",),
-        "user": ("User",),
-        "email": ("Email",),
-        "billable": ("Billable",),
-        "start_date": ("Start Date",),
-        "start_time": ("Start Time",),
-        "duration_clock": ("Duration (h)",),
-        "duration_decimal": ("Duration (decimal)",),
+        "project": ("Project", "Projekt", "Projet", "Proyecto"),
+        "client": ("Client", "Kunde", "Cliente"),
+        "notes": ("Description", "Beschreibung", "Descripción"),
+        # Workspaces can rename tasks; "Activity" is what real exports call them.
+        "task": ("Task", "Activity", "Aufgabe", "Tâche", "Tarea"),
+        "user": ("User", "Benutzer", "Utilisateur", "Usuario"),
+        "email": ("Email", "E-Mail", "E-mail", "Correo electrónico"),
+        "type": ("Type", "Typ", "Tipo"),
+        "billable": ("Billable", "Abrechenbar", "Facturable"),
+        "invoiced": ("Invoiced", "Abgerechnet", "Facturé", "Facturado"),
+        # Not in any export seen; read if an export carries it [G].
+        "approved": ("Approved", "Approval status", "Approval"),
+        "start_date": ("Start Date", "Startdatum", "Date de début", "Fecha de inicio"),
+        "start_time": ("Start Time", "Startzeit", "Heure de début", "Hora de inicio"),
+        "duration_clock": ("Duration (h)", "Dauer (h)", "Durée (h)", "Duración (h)"),
+        "duration_decimal": (
+            "Duration (decimal)",
+            "Dauer (dezimal)",
+            "Durée (décimal)",
+            "Duración (decimal)",
+        ),
     },
     required=(
         ("project",),
-        ("client",),
         ("notes",),
         ("task",),
         ("email",),
-        ("billable",),
         ("start_date",),
         ("start_time",),
         ("duration_clock", "duration_decimal"),
@@ -111,6 +145,7 @@ CLOCKIFY = ExportFormat(
 TOGGL = ExportFormat(
     source=TimeEntry.Source.TOGGL,
     title='Toggl Track "Detailed"',
+    # Toggl's detailed export carries no invoiced or approval column (api-notes 3.6).
     columns={
         "user": ("User",),
         "email": ("Email",),
@@ -125,11 +160,9 @@ TOGGL = ExportFormat(
     },
     required=(
         ("email",),
-        ("client",),
         ("project",),
         ("task",),
         ("notes",),
-        ("billable",),
         ("start_date",),
         ("start_time",),
         ("duration",),
@@ -172,14 +205,24 @@ def _positions(
     positions: dict[str, int] = {}
     duplicates: list[RowError] = []
     for name, aliases in fmt.columns.items():
-        found = [index for alias in aliases for index in index_of.get(header_key(alias), [])]
+        found = sorted(
+            {index for alias in aliases for index in index_of.get(header_key(alias), [])}
+        )
         if len(found) > 1:
+            names = [header[index].strip() for index in found]
+            if len({header_key(name) for name in names}) == 1:
+                reason = f"the header has the column {names[0]!r} twice"
+            else:
+                reason = (
+                    f"the header has {' and '.join(repr(name) for name in names)}, "
+                    "which are one column"
+                )
             duplicates.append(
                 RowError(
                     row=header_line,
-                    column=header[found[0]].strip(),
-                    reason=f"the header has the column {header[found[0]].strip()!r} twice",
-                    hint="keep one of them",
+                    column=names[0],
+                    reason=reason,
+                    hint="keep one of them and import the file again",
                 )
             )
         if found:

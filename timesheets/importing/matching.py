@@ -1,8 +1,19 @@
 """Names in a file -> the people, clients and projects of the database.
 
 All lookups happen up front, a handful of queries for the whole file, never one per row. Nothing
-is guessed and nothing is created: people, clients and projects come from the rules file, so an
-unknown name is an error whose hint says what to add there.
+is guessed: people, clients and projects come from the rules file, so an unknown name is an
+error whose hint says what to add there.
+
+Two cases are not errors:
+
+- A row with an empty Client cell is *internal time* (Toggl and Clockify allow projects without
+  a client). It is matched as `Match.internal`: the service files it under the internal client
+  (setting IMPORT_INTERNAL_CLIENT_NAME, default "Internal") and a project of the row's project
+  name there, creating either as needed (the project non-billable), and stores the entry as not
+  billable; or, with the setting IMPORT_INTERNAL_TIME = "skip", skips it. Either way the
+  summary counts it.
+- A file without a Client column: each project is found by its code, or by its name when the
+  firm has exactly one project of that name; otherwise the row is an error.
 """
 
 from collections.abc import Iterable
@@ -28,8 +39,14 @@ def name_key(text: str) -> str:
 @dataclass(frozen=True)
 class Match:
     person: Person
-    client: Client
-    project: Project
+    # None for internal time: the service files it under the internal client.
+    client: Client | None
+    project: Project | None
+    internal_project_name: str = ""
+
+    @property
+    def internal(self) -> bool:
+        return self.client is None
 
 
 M = TypeVar("M", Person, Client, Project)
@@ -56,6 +73,8 @@ class Directory:
     clients: dict[str, list[Client]]
     projects_by_code: dict[str, list[Project]]
     projects_by_name: dict[tuple[int, str], Project]
+    # Files without a Client column: every project of the firm by name.
+    projects_by_bare_name: dict[str, list[Project]]
 
     @classmethod
     def load(cls, *, layout: Layout, rows: list[ParsedRow]) -> "Directory":
@@ -81,11 +100,19 @@ class Directory:
         projects_by_name = {
             (project.client_id, key): project for key, found in named.items() for project in found
         }
+        bare: dict[str, list[Project]] = {}
+        if not layout.has("client"):
+            bare = _by_lowered(
+                Project.objects.select_related("client"),
+                "name",
+                (name_key(r.project_name) for r in rows if not r.project_code),
+            )
         return cls(
             people=people,
             clients=clients,
             projects_by_code=projects_by_code,
             projects_by_name=projects_by_name,
+            projects_by_bare_name=bare,
         )
 
 
@@ -134,16 +161,6 @@ def _match_client(
     layout: Layout, directory: Directory, row: ParsedRow, errors: list[RowError]
 ) -> Client | None:
     column = layout.column("client")
-    if not row.client_name:
-        errors.append(
-            RowError(
-                row=row.line,
-                column=column,
-                reason="no client",
-                hint="assign the entry to a client's project in the tracker and export again",
-            )
-        )
-        return None
     found = directory.clients.get(name_key(row.client_name))
     if not found:
         errors.append(
@@ -222,15 +239,77 @@ def _match_project(
     return named
 
 
+def _match_project_without_client(
+    layout: Layout, directory: Directory, row: ParsedRow, errors: list[RowError]
+) -> Project | None:
+    """A file without a Client column: the project by its code, else by its unique name."""
+    if row.project_code:
+        return _match_project(layout, directory, row, None, errors)
+    column = layout.column("project")
+    if not row.project_name:
+        errors.append(
+            RowError(
+                row=row.line,
+                column=column,
+                reason="no project",
+                hint="assign the entry to a project in the tracker and export again",
+            )
+        )
+        return None
+    found = directory.projects_by_bare_name.get(name_key(row.project_name), [])
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        errors.append(
+            RowError(
+                row=row.line,
+                column=column,
+                reason=f"unknown project {row.project_name!r} (the file has no Client column)",
+                hint=f"add it under projects: {RULES_HINT}, or export the report with its "
+                "Client column",
+            )
+        )
+    else:
+        clients = ", ".join(sorted(repr(project.client.name) for project in found))
+        errors.append(
+            RowError(
+                row=row.line,
+                column=column,
+                reason=f"{len(found)} projects are named {row.project_name!r} (of clients "
+                f"{clients}) and the file has no Client column",
+                hint="export the report again with its Client column",
+            )
+        )
+    return None
+
+
+NO_PROJECT_NAME = "No project"
+
+
 def match_rows(*, layout: Layout, rows: list[ParsedRow]) -> tuple[dict[int, Match], list[RowError]]:
-    """The person, client and project of every row (keyed by line), and what did not match."""
+    """The person, client and project of every row (keyed by line), and what did not match.
+    Rows of internal time (an empty Client cell) match with `client` None."""
     directory = Directory.load(layout=layout, rows=rows)
     errors: list[RowError] = []
     matches: dict[int, Match] = {}
+    with_clients = layout.has("client")
     for row in rows:
         person = _match_person(layout, directory, row, errors)
-        client = _match_client(layout, directory, row, errors)
-        project = _match_project(layout, directory, row, client, errors)
+        if with_clients and not row.client_name:
+            if person is not None:
+                matches[row.line] = Match(
+                    person=person,
+                    client=None,
+                    project=None,
+                    internal_project_name=row.project_name or NO_PROJECT_NAME,
+                )
+            continue
+        if with_clients:
+            client = _match_client(layout, directory, row, errors)
+            project = _match_project(layout, directory, row, client, errors)
+        else:
+            project = _match_project_without_client(layout, directory, row, errors)
+            client = project.client if project is not None else None
         if person is not None and client is not None and project is not None:
             matches[row.line] = Match(person=person, client=client, project=project)
     return matches, errors

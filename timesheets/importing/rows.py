@@ -1,4 +1,8 @@
-"""Rows of text cells -> typed values, one RowError per bad cell, every row checked."""
+"""Rows of text cells -> typed values, one RowError per bad cell, every row checked.
+
+Every error says what to do: the value's own hint when it has one (a duration over 24 hours is
+split in the tracker), else its column's (FIELD_HINTS).
+"""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -8,8 +12,10 @@ from typing import TypeVar
 
 from timesheets.importing.errors import RowError
 from timesheets.importing.formats import Layout
+from timesheets.importing.limits import ImportLimits
 from timesheets.importing.reading import SourceRow
 from timesheets.importing.values import (
+    EXPECTED_DATES,
     ConflictingDateOrder,
     DateOrder,
     InvalidValue,
@@ -22,6 +28,77 @@ from timesheets.importing.values import (
 
 T = TypeVar("T")
 
+FIELD_HINTS = {
+    "date": f"correct the date in the tracker, or export with dates as {EXPECTED_DATES}",
+    "start_date": f"correct the date in the tracker, or export with dates as {EXPECTED_DATES}",
+    "start_time": "correct the start time in the tracker and export again",
+    "end_time": "correct the end time in the tracker and export again",
+    "hours": "correct the entry's time in the tracker and export again",
+    "duration": "correct the entry's time in the tracker and export again",
+    "duration_clock": "correct the entry's time in the tracker and export again",
+    "duration_decimal": "correct the entry's time in the tracker and export again",
+    "billable": "the column holds Yes or No; export the report again",
+    "invoiced": "the column holds Yes or No; export the report again",
+    "approved": "the column holds Yes or No (or Approved / Pending); export the report again",
+    "type": "export the report again in English (Regular, Break, Holiday, Time off)",
+}
+DEFAULT_HINT = "correct it in the tracker and export the report again"
+
+# Clockify's entry types (api-notes 2.2: REGULAR, BREAK, HOLIDAY, TIME_OFF) as its CSV spells
+# them; the localized spellings are [G]. Only regular time is work; the others are skipped and
+# counted in the import's summary.
+REGULAR_TYPES = frozenset({"", "regular", "regulär", "normal", "régulier", "regular time"})
+SKIPPED_TYPES = {
+    "break": "Break",
+    "pause": "Break",
+    "descanso": "Break",
+    "holiday": "Holiday",
+    "feiertag": "Holiday",
+    "férié": "Holiday",
+    "jour férié": "Holiday",
+    "festivo": "Holiday",
+    "time off": "Time off",
+    "time-off": "Time off",
+    "time_off": "Time off",
+    "timeoff": "Time off",
+    "abwesenheit": "Time off",
+    "absence": "Time off",
+    "ausencia": "Time off",
+}
+APPROVED_WORDS = frozenset({"approved", "genehmigt", "approuvé", "aprobado"})
+UNAPPROVED_WORDS = frozenset(
+    {"pending", "unapproved", "not approved", "rejected", "unsubmitted", "submitted"}
+)
+
+
+def parse_approval(text: str) -> bool | None:
+    """Yes/No, or an approval status word; empty: the export does not say."""
+    folded = " ".join(text.split()).casefold()
+    if not folded:
+        return None
+    if folded in APPROVED_WORDS:
+        return True
+    if folded in UNAPPROVED_WORDS:
+        return False
+    try:
+        return parse_bool(text)
+    except InvalidValue:
+        raise InvalidValue(
+            f"not an approval value: {text!r} (expected Yes, No, Approved or Pending)"
+        ) from None
+
+
+def parse_entry_type(text: str) -> str | None:
+    """None for regular time, else the kind of row that is skipped ("Break", "Holiday")."""
+    folded = " ".join(text.split()).casefold()
+    if folded in REGULAR_TYPES:
+        return None
+    if folded in SKIPPED_TYPES:
+        return SKIPPED_TYPES[folded]
+    raise InvalidValue(
+        f"unknown entry type {text!r} (expected Regular, Break, Holiday or Time off)"
+    )
+
 
 @dataclass
 class ParsedRow:
@@ -32,7 +109,10 @@ class ParsedRow:
     date: date | None
     start_time: time | None
     duration_seconds: int | None
+    # None: the file has no Billable column (the project's setting decides) or the cell failed.
     tracker_billable: bool | None
+    tracker_invoiced: bool
+    tracker_approved: bool | None
     notes: str
     task: str
     client_name: str
@@ -57,8 +137,30 @@ def _parse_cell(
     try:
         return parse(_cell(layout, row.cells, field_name))
     except InvalidValue as error:
-        errors.append(RowError(row=row.line, column=layout.column(field_name), reason=str(error)))
+        errors.append(
+            RowError(
+                row=row.line,
+                column=layout.column(field_name),
+                reason=str(error),
+                hint=error.hint or FIELD_HINTS.get(field_name, DEFAULT_HINT),
+            )
+        )
         return None
+
+
+def _parse_optional(
+    layout: Layout,
+    row: SourceRow,
+    field_name: str,
+    parse: Callable[[str], T],
+    errors: list[RowError],
+    *,
+    absent: T,
+) -> T | None:
+    """An optional column: `absent` when the file does not have it."""
+    if not layout.has(field_name):
+        return absent
+    return _parse_cell(layout, row, field_name, parse, errors)
 
 
 def _width_error(layout: Layout, row: SourceRow) -> RowError | None:
@@ -99,13 +201,61 @@ def _date_order(
         )
 
 
+@dataclass
+class ParsedFile:
+    rows: list[ParsedRow]
+    # Rows that are not work (Clockify's Break, Holiday, Time off), by kind: never stored.
+    skipped: dict[str, int]
+    errors: list[RowError]
+
+
+def _skipped_kind(layout: Layout, row: SourceRow, errors: list[RowError]) -> str | None:
+    if not layout.has("type"):
+        return None
+    try:
+        return parse_entry_type(_cell(layout, row.cells, "type"))
+    except InvalidValue as error:
+        errors.append(
+            RowError(
+                row=row.line,
+                column=layout.column("type"),
+                reason=str(error),
+                hint=FIELD_HINTS["type"],
+            )
+        )
+        return None
+
+
+def _note_error(layout: Layout, row: SourceRow, limits: ImportLimits) -> RowError | None:
+    length = len(_cell(layout, row.cells, "notes"))
+    if length <= limits.max_note_chars:
+        return None
+    return RowError(
+        row=row.line,
+        column=layout.column("notes"),
+        reason=f"the note is {length:,} characters, over the limit of "
+        f"{limits.max_note_chars:,} (setting IMPORT_MAX_NOTE_CHARS)",
+        hint="shorten the note in the tracker and export again",
+    )
+
+
 def parse_rows(
-    *, layout: Layout, rows: list[SourceRow], date_order: DateOrder | None
-) -> tuple[list[ParsedRow], list[RowError]]:
+    *,
+    layout: Layout,
+    rows: list[SourceRow],
+    date_order: DateOrder | None,
+    limits: ImportLimits | None = None,
+) -> ParsedFile:
+    limits = limits or ImportLimits()
     errors: list[RowError] = []
     whole_rows: list[SourceRow] = []
+    skipped: dict[str, int] = {}
     for row in rows:
         if error := _width_error(layout, row):
+            errors.append(error)
+        elif kind := _skipped_kind(layout, row, errors):
+            skipped[kind] = skipped.get(kind, 0) + 1
+        elif error := _note_error(layout, row, limits):
             errors.append(error)
         else:
             whole_rows.append(row)
@@ -128,15 +278,19 @@ def parse_rows(
                 date=_parse_cell(layout, row, fmt.date_field, read_date, errors)
                 if read_date
                 else None,
-                start_time=(
-                    _parse_cell(layout, row, fmt.start_time_field, parse_time, errors)
-                    if fmt.start_time_field
-                    else None
-                ),
+                start_time=_start_time(layout, row, errors),
                 duration_seconds=_parse_cell(
                     layout, row, duration_field, parse_duration_seconds, errors
                 ),
-                tracker_billable=_parse_cell(layout, row, "billable", parse_bool, errors),
+                tracker_billable=_parse_optional(
+                    layout, row, "billable", parse_bool, errors, absent=None
+                ),
+                tracker_invoiced=bool(
+                    _parse_optional(layout, row, "invoiced", _blank_is_no, errors, absent=False)
+                ),
+                tracker_approved=_parse_optional(
+                    layout, row, "approved", parse_approval, errors, absent=None
+                ),
                 # Notes are stored exactly as tracked: they are evidence for the client.
                 notes=_cell(layout, cells, "notes"),
                 task=_cell(layout, cells, "task").strip(),
@@ -147,4 +301,24 @@ def parse_rows(
                 person_name=" ".join(full_name.split()),
             )
         )
-    return parsed, errors
+    return ParsedFile(rows=parsed, skipped=skipped, errors=errors)
+
+
+def _blank_is_no(text: str) -> bool:
+    # Clockify leaves Invoiced empty on workspaces without invoicing.
+    return parse_bool(text) if text.strip() else False
+
+
+def _start_time(layout: Layout, row: SourceRow, errors: list[RowError]) -> time | None:
+    """The start time where the format has one. Harvest's Start Time / End Time columns are
+    optional and empty for entries tracked as a duration only; the end time is only checked,
+    as the duration is the Hours column (a timer paused in between makes them differ)."""
+    field_name = layout.format.start_time_field
+    if field_name is None or not layout.has(field_name):
+        return None
+    optional = not layout.format.start_time_is_identity
+    if optional and layout.has("end_time") and _cell(layout, row.cells, "end_time").strip():
+        _parse_cell(layout, row, "end_time", parse_time, errors)
+    if optional and not _cell(layout, row.cells, field_name).strip():
+        return None
+    return _parse_cell(layout, row, field_name, parse_time, errors)

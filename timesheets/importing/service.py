@@ -1,27 +1,34 @@
-"""Import one time-tracker CSV export: every row is checked before anything is stored, and a
-file is either stored whole, in one transaction, or refused whole with every problem listed.
+"""Import one time-tracker export (CSV or XLSX): every row is checked before anything is
+stored, and a file is either stored whole, in one transaction, or refused whole with every
+problem listed.
 
-`upsert_entries` is the one upsert of time entries by (source, external id): the CSV import and
+`upsert_entries` is the one upsert of time entries by (source, external id): the file import and
 the API sync (timesheets.sync) both store entries through it."""
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from functools import partial
 from pathlib import PurePosixPath
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 
 from timesheets.importing.bulk_updates import update_by_pk
 from timesheets.importing.errors import ImportRejected, RowError
-from timesheets.importing.formats import detect_layout
+from timesheets.importing.formats import ExportFormat, detect_layout
 from timesheets.importing.keys import Identity, content_hash, external_ids
-from timesheets.importing.matching import Match, match_rows
-from timesheets.importing.reading import decode_export, read_table
+from timesheets.importing.limits import (
+    FILE_TOO_LARGE_HINT,
+    ImportLimits,
+    file_too_large_reason,
+)
+from timesheets.importing.matching import Match, match_rows, name_key
+from timesheets.importing.reading import read_export
 from timesheets.importing.rows import ParsedRow, parse_rows
 from timesheets.importing.values import DATE_ORDERS, DateOrder
 from timesheets.models import Client, ImportBatch, Person, Project, TimeEntry
@@ -50,10 +57,21 @@ CONTENT_FIELDS = (
     "notes",
     "normalized_notes",
     "tracker_billable",
+    "tracker_invoiced",
+    "tracker_approved",
     "content_hash",
 )
 # Written with the content: where the entry came from, and that it is (again) at the source.
 SYNC_FIELDS = ("connection", "source_updated_at", "deleted_at")
+
+
+INTERNAL_TIME_CHOICES = ("import", "skip")
+DEFAULT_INTERNAL_CLIENT_NAME = "Internal"
+
+
+def internal_client_name() -> str:
+    """The client that internal time (rows without a client) is filed under."""
+    return getattr(settings, "IMPORT_INTERNAL_CLIENT_NAME", DEFAULT_INTERNAL_CLIENT_NAME)
 
 
 @dataclass(frozen=True)
@@ -65,15 +83,31 @@ class ImportResult:
     updated: int
     unchanged: int
     frozen_changes: int
+    # Rows without a client: stored under the internal client, or skipped (IMPORT_INTERNAL_TIME).
+    internal: int = 0
+    internal_skipped: int = 0
+    # Rows that are not work, by kind ("Break": 2): never stored.
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> str:
-        """ "harvest, 156 rows: 156 created, 0 updated, 0 unchanged" (and frozen ones if any)."""
+        """ "harvest, 156 rows: 156 created, 0 updated, 0 unchanged" (and frozen, internal and
+        skipped rows if any)."""
         text = (
             f"{self.source}, {self.rows} rows: {self.created} created, {self.updated} updated, "
             f"{self.unchanged} unchanged"
         )
         if self.frozen_changes:
             text += f", {self.frozen_changes} changed on approved invoices (kept as billed)"
+        if self.internal:
+            text += (
+                f"; {self.internal} of them internal time (no client), filed under client "
+                f"{internal_client_name()!r} as not billable"
+            )
+        if self.internal_skipped:
+            text += f"; {self.internal_skipped} rows of internal time (no client) skipped"
+        if self.skipped:
+            kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.skipped.items()))
+            text += f"; skipped, not work: {kinds}"
         return text
 
 
@@ -90,13 +124,24 @@ class EntryValues:
     duration_seconds: int
     notes: str
     tracker_billable: bool
+    # The tracker's own billing state (billing semantics 10.2): invoiced there, approved there
+    # (None: the tracker does not say).
+    tracker_invoiced: bool = False
+    tracker_approved: bool | None = None
 
     @classmethod
     def of(cls, row: ParsedRow, match: Match) -> "EntryValues":
-        # Only rows of a file without errors get here, so every value has parsed.
+        # Only rows of a file without errors get here, so every value has parsed, and internal
+        # rows have had their client and project filed (_file_internal_time).
         assert row.date is not None
         assert row.duration_seconds is not None
-        assert row.tracker_billable is not None
+        assert match.client is not None and match.project is not None
+        if match.internal_project_name:
+            billable = False  # internal time is never billed, whatever its Billable cell says
+        elif row.tracker_billable is None:
+            billable = match.project.is_billable  # no Billable column: the project decides
+        else:
+            billable = row.tracker_billable
         return cls(
             person=match.person,
             client=match.client,
@@ -106,7 +151,9 @@ class EntryValues:
             start_time=row.start_time,
             duration_seconds=row.duration_seconds,
             notes=row.notes,
-            tracker_billable=row.tracker_billable,
+            tracker_billable=billable,
+            tracker_invoiced=row.tracker_invoiced,
+            tracker_approved=row.tracker_approved,
         )
 
     def identity(self) -> Identity:
@@ -119,8 +166,12 @@ class EntryValues:
         )
 
     def content(self) -> dict[str, Any]:
-        """JSON-safe, as pending_source_change records it."""
-        return {
+        """JSON-safe, as pending_source_change records it.
+
+        The tracker's billing state is in it only when it differs from the defaults (not
+        invoiced, approval unknown): the content hash of every entry stored before these
+        fields existed stays the same, so the upgrade alone changes no entry."""
+        content: dict[str, Any] = {
             "person_id": self.person.pk,
             "client_id": self.client.pk,
             "project_id": self.project.pk,
@@ -131,6 +182,11 @@ class EntryValues:
             "notes": self.notes,
             "tracker_billable": self.tracker_billable,
         }
+        if self.tracker_invoiced:
+            content["tracker_invoiced"] = True
+        if self.tracker_approved is not None:
+            content["tracker_approved"] = self.tracker_approved
+        return content
 
 
 @dataclass(frozen=True)
@@ -165,28 +221,107 @@ class IncomingEntry:
         )
 
 
-def _read(content: bytes, date_order: DateOrder | None) -> tuple[str, list[IncomingEntry]]:
-    """The format's source and every row ready to store, or ImportRejected with all errors."""
-    table = read_table(decode_export(content))
+@dataclass
+class _CheckedFile:
+    """A file whose every row has parsed and matched: what is stored, and what is not."""
+
+    format: ExportFormat
+    rows: list[ParsedRow]
+    matches: dict[int, Match]
+    internal_skipped: int
+    skipped: dict[str, int]
+
+
+def _read(
+    content: bytes, date_order: DateOrder | None, limits: ImportLimits, internal_time: str
+) -> _CheckedFile:
+    """Every row parsed and matched, or ImportRejected with all errors. Nothing is written."""
+    table = read_export(content, limits=limits)
     layout = detect_layout(table.header, header_line=table.header_line)
     if not table.rows:
         raise ImportRejected(
-            [RowError(row=None, column=None, reason="no entries: the file has only a header row")]
+            [
+                RowError(
+                    row=None,
+                    column=None,
+                    reason="no entries: the file has only a header row",
+                    hint="choose a date range with entries and export the report again",
+                )
+            ]
         )
-    parsed, errors = parse_rows(layout=layout, rows=table.rows, date_order=date_order)
-    matches, match_errors = match_rows(layout=layout, rows=parsed)
-    errors.extend(match_errors)
+    parsed = parse_rows(layout=layout, rows=table.rows, date_order=date_order, limits=limits)
+    matches, match_errors = match_rows(layout=layout, rows=parsed.rows)
+    errors = parsed.errors + match_errors
     if errors:
         raise ImportRejected(errors)
+    rows = parsed.rows
+    internal_skipped = 0
+    if internal_time == "skip":
+        kept = [row for row in rows if not matches[row.line].internal]
+        internal_skipped = len(rows) - len(kept)
+        rows = kept
+    return _CheckedFile(
+        format=layout.format,
+        rows=rows,
+        matches=matches,
+        internal_skipped=internal_skipped,
+        skipped=parsed.skipped,
+    )
 
-    source = layout.format.source
-    rows = [EntryValues.of(row, matches[row.line]) for row in parsed]
-    keys = external_ids(source=source, identities=(values.identity() for values in rows))
-    incoming = [
+
+def _file_internal_time(matches: list[Match]) -> dict[str, Project]:
+    """The internal client's project for each internal project name (by name key), created
+    when missing: the client non-billing by having only non-billable projects made here.
+    Runs under the import lock, so two imports never create the same one twice."""
+    wanted = {name_key(m.internal_project_name): m.internal_project_name for m in matches}
+    if not wanted:
+        return {}
+    name = internal_client_name()
+    client = Client.objects.filter(name__iexact=name).first()
+    if client is None:
+        client = Client.objects.create(name=name)
+    projects = {
+        name_key(project.name): project
+        for project in Project.objects.select_related("client").filter(client=client)
+    }
+    for key, project_name in sorted(wanted.items()):
+        if key not in projects:
+            projects[key] = Project.objects.create(
+                client=client, name=project_name[:200], billing=Project.Billing.NON_BILLABLE
+            )
+    return {key: projects[key] for key in wanted}
+
+
+def _incoming(checked: _CheckedFile) -> list[IncomingEntry]:
+    """The rows as entries to store, keyed; internal rows filed first (so inside the import's
+    transaction: a refused or failed import creates no internal client or project)."""
+    matches = checked.matches
+    internal = [matches[row.line] for row in checked.rows if matches[row.line].internal]
+    filed = _file_internal_time(internal)
+    values_list = []
+    for row in checked.rows:
+        match = matches[row.line]
+        if match.internal:
+            project = filed[name_key(match.internal_project_name)]
+            match = Match(
+                person=match.person,
+                client=project.client,
+                project=project,
+                internal_project_name=match.internal_project_name,
+            )
+        values_list.append(EntryValues.of(row, match))
+    fmt = checked.format
+    identities = (
+        values.identity()
+        if fmt.start_time_is_identity
+        else replace(values.identity(), start_time=None)
+        for values in values_list
+    )
+    keys = external_ids(source=fmt.source, identities=identities)
+    return [
         IncomingEntry.of(external_id=key, values=values)
-        for values, key in zip(rows, keys, strict=True)
+        for values, key in zip(values_list, keys, strict=True)
     ]
-    return source, incoming
 
 
 def _apply(entry: TimeEntry, item: IncomingEntry) -> None:
@@ -201,6 +336,8 @@ def _apply(entry: TimeEntry, item: IncomingEntry) -> None:
     entry.notes = values.notes
     entry.normalized_notes = normalize_notes(values.notes)
     entry.tracker_billable = values.tracker_billable
+    entry.tracker_invoiced = values.tracker_invoiced
+    entry.tracker_approved = values.tracker_approved
     entry.content_hash = item.content_hash
     entry.connection_id = item.connection_id
     entry.source_updated_at = item.source_updated_at
@@ -284,6 +421,11 @@ class UpsertOutcome:
     unchanged: int
 
 
+def _take_import_lock() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [IMPORT_LOCK_ID])
+
+
 def upsert_entries(
     *,
     source: str,
@@ -298,8 +440,7 @@ def upsert_entries(
     anything is written; it returns the ImportBatch that new and changed entries point to."""
     if not connection.in_atomic_block:
         raise RuntimeError("upsert_entries must run inside transaction.atomic()")
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [IMPORT_LOCK_ID])
+    _take_import_lock()
     plan = _plan(incoming, _existing_entries(source, [item.external_id for item in incoming]))
     new, changed, frozen = plan.new, plan.changed, plan.frozen
     batch = batch_for(
@@ -338,6 +479,10 @@ def upsert_entries(
         # The entry stays as billed; the source's version waits beside it for review.
         entry.pending_source_change = {
             **item.content,
+            # Always recorded (the content leaves the defaults out): applying the change must
+            # also take an invoiced or approved mark back when the tracker has.
+            "tracker_invoiced": item.values.tracker_invoiced,
+            "tracker_approved": item.values.tracker_approved,
             "content_hash": item.content_hash,
             "import_batch_id": batch.pk if batch else None,
         }
@@ -361,12 +506,13 @@ def upsert_entries(
 
 def _store(
     *,
-    source: str,
-    incoming: list[IncomingEntry],
+    checked: _CheckedFile,
     filename: str,
     sha256: str,
     user: User | None,
 ) -> ImportResult:
+    source = checked.format.source
+
     def new_batch(counts: UpsertCounts) -> ImportBatch:
         return ImportBatch.objects.create(
             source=source,
@@ -381,6 +527,10 @@ def _store(
         )
 
     with transaction.atomic():
+        # Taken before the internal client and projects are filed (upsert_entries takes it
+        # again, which PostgreSQL allows within one transaction).
+        _take_import_lock()
+        incoming = _incoming(checked)
         outcome = upsert_entries(source=source, incoming=incoming, batch_for=new_batch)
         batch = outcome.batch
         assert batch is not None
@@ -401,7 +551,26 @@ def _store(
         updated=batch.updated,
         unchanged=batch.unchanged,
         frozen_changes=batch.frozen_changes,
+        internal=sum(1 for row in checked.rows if checked.matches[row.line].internal),
+        internal_skipped=checked.internal_skipped,
+        skipped=checked.skipped,
     )
+
+
+def clean_filename(name: str) -> str:
+    # Only the file's own name: some browsers send the client's full path.
+    return PurePosixPath(name.replace("\\", "/")).name[:255]
+
+
+def check_file_size(*, name: str, size: int, limits: ImportLimits | None = None) -> None:
+    """Refuse a file by its size alone, before anyone reads it (the admin and the command call
+    this with the upload's or the file's size; import_file checks again)."""
+    reason = file_too_large_reason(size, limits or ImportLimits.from_settings())
+    if reason is not None:
+        raise ImportRejected(
+            [RowError(row=None, column=None, reason=reason, hint=FILE_TOO_LARGE_HINT)],
+            name=clean_filename(name),
+        )
 
 
 def import_file(
@@ -410,25 +579,34 @@ def import_file(
     content: bytes,
     user: User | None = None,
     date_order: DateOrder | None = None,
+    internal_time: str | None = None,
 ) -> ImportResult:
-    """Import one Harvest, Clockify or Toggl Track CSV export.
+    """Import one Harvest, Clockify or Toggl Track export, CSV or XLSX.
 
-    `date_order` ("dmy" or "mdy") settles slash dates that the file cannot settle itself (all
-    of them with day and month <= 12); without it such a file is read month-first.
+    `date_order` ("dmy" or "mdy") settles slash, dotted or dashed dates that the file cannot
+    settle itself (all of them with day and month <= 12); without it such a file is read
+    month-first (day-first when its dates are dotted). `internal_time` ("import" or "skip";
+    default: the setting IMPORT_INTERNAL_TIME) says what becomes of rows without a client.
     Raises ImportRejected, with every problem of the file, when anything is wrong; then nothing
     is stored.
     """
     if date_order is not None and date_order not in DATE_ORDERS:
         raise ValueError(f"date_order must be one of {DATE_ORDERS}, not {date_order!r}")
-    # Only the file's own name: some browsers send the client's full path.
-    filename = PurePosixPath(name.replace("\\", "/")).name[:255]
+    if internal_time is None:
+        internal_time = getattr(settings, "IMPORT_INTERNAL_TIME", "import")
+    if internal_time not in INTERNAL_TIME_CHOICES:
+        raise ValueError(
+            f"internal_time must be one of {INTERNAL_TIME_CHOICES}, not {internal_time!r}"
+        )
+    filename = clean_filename(name)
+    limits = ImportLimits.from_settings()
+    check_file_size(name=filename, size=len(content), limits=limits)
     try:
-        source, incoming = _read(content, date_order)
+        checked = _read(content, date_order, limits, internal_time)
     except ImportRejected as rejected:
         raise ImportRejected(rejected.errors, name=filename) from None
     return _store(
-        source=source,
-        incoming=incoming,
+        checked=checked,
         filename=filename,
         sha256=hashlib.sha256(content).hexdigest(),
         user=user,

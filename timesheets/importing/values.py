@@ -19,7 +19,10 @@ MAX_DURATION_SECONDS = 24 * 60 * 60
 SECONDS_PER_HOUR = Decimal(3600)
 
 _ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
-_SLASH_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+# D/M/YYYY or M/D/YYYY with a slash, a dot or a dash, the same one twice ("26.01.2015",
+# "26-01-2015", "1/26/2015"); which of the first two is the day is the file's date order.
+_SEPARATED_DATE = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d{4})")
+EXPECTED_DATES = "YYYY-MM-DD, M/D/YYYY, D.M.YYYY or D-M-YYYY"
 _TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([ap])\.?m\.?", re.IGNORECASE)
 _TIME_24H = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 _CLOCK_DURATION = re.compile(r"(-?)(\d+):(\d{2})(?::(\d{2}))?")
@@ -27,10 +30,21 @@ _DECIMAL = re.compile(r"[+-]?(\d+([.,]\d*)?|[.,]\d+)")
 
 _TRUE = frozenset({"yes", "true", "1"})
 _FALSE = frozenset({"no", "false", "0"})
+# Yes/No as trackers write them in other languages (German, French, Spanish, Portuguese,
+# Dutch). [G] A guess: no localized export has been seen; they go with the localized headers
+# of formats.py and cannot be mistaken for anything else.
+_TRUE_LOCALIZED = frozenset({"ja", "oui", "sí", "si", "sim"})
+_FALSE_LOCALIZED = frozenset({"nein", "non", "não", "nao", "nee"})
 
 
 class InvalidValue(ValueError):
-    """A cell that does not hold what its column promises."""
+    """A cell that does not hold what its column promises. `hint` says what to do about it,
+    when the value itself tells (a duration over a day is split in the tracker); otherwise the
+    row error takes its column's hint."""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class ConflictingDateOrder(InvalidValue):
@@ -60,22 +74,23 @@ def parse_decimal(text: str) -> Decimal:
 
 
 def parse_bool(text: str) -> bool:
-    """Yes/No, true/false or 1/0, in any case."""
+    """Yes/No, true/false or 1/0, in any case (and Ja/Nein, Oui/Non, Sí/No, Sim/Não)."""
     folded = text.strip().casefold()
-    if folded in _TRUE:
+    if folded in _TRUE or folded in _TRUE_LOCALIZED:
         return True
-    if folded in _FALSE:
+    if folded in _FALSE or folded in _FALSE_LOCALIZED:
         return False
     raise InvalidValue(f"not a yes/no value: {text!r} (expected Yes or No)")
 
 
 def date_order_evidence(text: str) -> DateOrder | None:
-    """What one slash date proves about the file's order: 25/10/2026 can only be day-first,
-    10/25/2026 only month-first; 10/11/2026, ISO dates and impossible dates prove nothing."""
-    match = _SLASH_DATE.fullmatch(text.strip())
+    """What one slash, dotted or dashed date proves about the file's order: 25/10/2026 (or
+    25.10.2026) can only be day-first, 10/25/2026 only month-first; 10/11/2026, ISO dates and
+    impossible dates prove nothing."""
+    match = _SEPARATED_DATE.fullmatch(text.strip())
     if not match:
         return None
-    first, second = int(match.group(1)), int(match.group(2))
+    first, second = int(match.group(1)), int(match.group(3))
     if first > 12 >= second:
         return "dmy"
     if second > 12 >= first:
@@ -83,15 +98,21 @@ def date_order_evidence(text: str) -> DateOrder | None:
     return None
 
 
-def sniff_date_order(texts: Iterable[str], *, default: DateOrder = DEFAULT_DATE_ORDER) -> DateOrder:
+def sniff_date_order(texts: Iterable[str], *, default: DateOrder | None = None) -> DateOrder:
     """The date order of one file, proved by its own dates, else `default`.
 
+    Without a `default`, a file that cannot tell is read month-first (Harvest's and Clockify's
+    US default), except a file whose dates are all dotted (01.10.2026): the locales that write
+    dots all put the day first, so month-first would read every such file wrong.
     Raises ConflictingDateOrder when the file proves both orders: such a file mixes locales and
     no reading of it is safe.
     """
     day_first: str | None = None
     month_first: str | None = None
+    separators: set[str] = set()
     for text in texts:
+        if match := _SEPARATED_DATE.fullmatch(text.strip()):
+            separators.add(match.group(2))
         evidence = date_order_evidence(text)
         if evidence == "dmy" and day_first is None:
             day_first = text.strip()
@@ -103,21 +124,24 @@ def sniff_date_order(texts: Iterable[str], *, default: DateOrder = DEFAULT_DATE_
         return "dmy"
     if month_first is not None:
         return "mdy"
-    return default
+    if default is not None:
+        return default
+    return "dmy" if separators == {"."} else DEFAULT_DATE_ORDER
 
 
 def parse_date(text: str, *, order: DateOrder = DEFAULT_DATE_ORDER) -> date:
-    """YYYY-MM-DD, or D/M/YYYY and M/D/YYYY (one or two digits) read in `order`."""
+    """YYYY-MM-DD, or D/M/YYYY and M/D/YYYY (one or two digits; with slashes, dots or dashes)
+    read in `order`."""
     cleaned = text.strip()
     if match := _ISO_DATE.fullmatch(cleaned):
         year, month, day = (int(part) for part in match.groups())
         read_as = ""
-    elif match := _SLASH_DATE.fullmatch(cleaned):
-        first, second, year = (int(part) for part in match.groups())
+    elif match := _SEPARATED_DATE.fullmatch(cleaned):
+        first, second, year = int(match.group(1)), int(match.group(3)), int(match.group(4))
         day, month = (first, second) if order == "dmy" else (second, first)
         read_as = " read day-first" if order == "dmy" else " read month-first"
     else:
-        raise InvalidValue(f"not a date: {text!r} (expected YYYY-MM-DD or M/D/YYYY)")
+        raise InvalidValue(f"not a date: {text!r} (expected {EXPECTED_DATES})")
     try:
         return date(year, month, day)
     except ValueError as error:
@@ -183,9 +207,15 @@ def parse_duration_seconds(text: str) -> int:
             ) from None
         total = hours_to_seconds(hours_value)
     if total < 0:
-        raise InvalidValue(f"negative duration {text!r}")
+        raise InvalidValue(
+            f"negative duration {text!r}",
+            hint="correct the entry's time in the tracker (a duration is 0 or more) and export "
+            "again",
+        )
     if total > MAX_DURATION_SECONDS:
         raise InvalidValue(
-            f"duration {text!r} is {format_seconds(total)}, over the 24 hours one entry can last"
+            f"duration {text!r} is {format_seconds(total)}, over the 24 hours one entry can last",
+            hint="correct the entry in the tracker, or split it into entries of at most 24 "
+            "hours, and export again",
         )
     return total

@@ -1,7 +1,7 @@
-"""manage.py import_entries FILE [FILE ...] [--date-order dmy|mdy]
+"""manage.py import_entries FILE [FILE ...] [--date-order dmy|mdy] [--internal-time import|skip]
 
-Each file is imported on its own, so one bad file does not hold back the others; the command
-fails (status 1) when any file was rejected, after trying them all.
+Each file (CSV or XLSX) is imported on its own, so one bad file does not hold back the others;
+the command fails (status 1) when any file was rejected, after trying them all.
 """
 
 from pathlib import Path
@@ -9,11 +9,18 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from timesheets.importing import DATE_ORDERS, DateOrder, ImportRejected, import_file
+from timesheets.importing import (
+    DATE_ORDERS,
+    INTERNAL_TIME_CHOICES,
+    DateOrder,
+    ImportRejected,
+    check_file_size,
+    import_file,
+)
 
 
 class Command(BaseCommand):
-    help = "Import Harvest, Clockify or Toggl Track CSV exports (all-or-nothing per file)."
+    help = "Import Harvest, Clockify or Toggl Track exports, CSV or XLSX (all-or-nothing per file)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -21,23 +28,47 @@ class Command(BaseCommand):
             "--date-order",
             choices=DATE_ORDERS,
             default=None,
-            help="How to read slash dates the file cannot settle itself (default: sniffed "
-            "from the file, month-first when every date is ambiguous).",
+            help="How to read slash, dotted or dashed dates the file cannot settle itself "
+            "(default: sniffed from the file; month-first when every date is ambiguous, "
+            "day-first when they are all dotted).",
+        )
+        parser.add_argument(
+            "--internal-time",
+            choices=INTERNAL_TIME_CHOICES,
+            default=None,
+            help="Rows without a client: import them as internal, non-billable time, or skip "
+            "them (default: the setting IMPORT_INTERNAL_TIME).",
         )
 
     def handle(
-        self, *args: Any, files: list[Path], date_order: DateOrder | None, **options: Any
+        self,
+        *args: Any,
+        files: list[Path],
+        date_order: DateOrder | None,
+        internal_time: str | None,
+        **options: Any,
     ) -> None:
         rejected = 0
         for path in files:
             try:
+                # By its size first: an oversized file is refused unread.
+                check_file_size(name=path.name, size=path.stat().st_size)
                 content = path.read_bytes()
             except OSError as error:
                 rejected += 1
                 self.stderr.write(f"{path.name}: cannot read the file: {error.strerror}")
                 continue
+            except ImportRejected as rejection:
+                rejected += 1
+                self.stderr.write(rejection.report())
+                continue
             try:
-                result = import_file(name=path.name, content=content, date_order=date_order)
+                result = import_file(
+                    name=path.name,
+                    content=content,
+                    date_order=date_order,
+                    internal_time=internal_time,
+                )
             except ImportRejected as rejection:
                 rejected += 1
                 self.stderr.write(rejection.report())
