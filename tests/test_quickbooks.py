@@ -406,10 +406,10 @@ def test_mapping_fetch_match_by_name_and_create(fake, month):
 
 def test_unmapped_client_and_categories_refuse_the_push_with_exact_message(fake, month, pusher):
     connect(fake)
-    approve_invoice(invoice=month["invoice"], user=pusher)
+    invoice = approve_invoice(invoice=month["invoice"], user=pusher)
     with pytest.raises(service.PushRefused) as refused:
-        queue(month["invoice"], pusher)
-    number = month["invoice"].number
+        queue(invoice, pusher)
+    number = invoice.number
     assert str(refused.value) == (
         f'{number} cannot go to QuickBooks until these are mapped: client "Acme" to a QuickBooks '
         'customer; categories "Development", "Research" to QuickBooks items; a default item '
@@ -541,13 +541,12 @@ def test_push_creates_exactly_one_quickbooks_invoice_with_our_lines(
     assert InvoiceEvent.objects.filter(invoice=invoice, action="qbo_pushed").count() == 1
 
 
-def test_lost_response_is_retried_with_the_same_requestid_and_one_invoice_exists(
-    approved, fake, pusher
-):
+def test_lost_response_is_looked_up_by_number_and_one_invoice_exists(approved, fake, pusher):
     fake.switches.drop_invoice_responses = 1  # committed, then the connection is closed
     row = push_now(queue(approved["invoice"], pusher))
     creates = fake.invoice_creates()
-    assert [c.status for c in creates] == [-1, 200]
+    # The retry asks QuickBooks by number before creating again, and finds it.
+    assert [c.status for c in creates] == [-1]
     assert {c.query["requestid"][0] for c in creates} == {row.request_id}
     assert len(fake.invoices) == 1
     assert (row.status, row.qbo_invoice_id, row.attempts) == (
@@ -577,6 +576,16 @@ def test_worker_killed_before_the_request_went_out(approved, fake, pusher):
     InvoicePush.objects.filter(pk=row.pk).update(status="pushing")
     row = push_now(row)
     assert row.status == "pushed" and len(fake.invoices) == 1
+
+
+def test_requestid_replay_answers_a_repeated_create_with_the_original(approved, fake, pusher):
+    """The second guard, under the lookup by number: QuickBooks answers a requestid it has seen
+    with the invoice it created."""
+    row = queue(approved["invoice"], pusher)
+    payload = service.invoice_input(invoice=approved["invoice"], push=row)
+    first = service.with_api(lambda api: api.create_invoice(payload, request_id=row.request_id))
+    again = service.with_api(lambda api: api.create_invoice(payload, request_id=row.request_id))
+    assert first == again and len(fake.invoices) == 1
 
 
 def test_interrupted_push_older_than_the_requestid_memory_is_reconciled_by_number(
@@ -884,7 +893,7 @@ def approved_invoice(client, category, month_index: int) -> Invoice:
         client=client,
         period_start=start,
         period_end=start,
-        status=InvoiceStatus.APPROVED,
+        status=InvoiceStatus.DRAFT,
         currency="USD",
         issue_date=start,
         due_date=start + dt.timedelta(days=30),
@@ -903,6 +912,12 @@ def approved_invoice(client, category, month_index: int) -> Invoice:
         amount=D("150.00"),
         first_date=start,
     )
+    # Approved after its line is written, as approval does (an approved invoice's lines are
+    # frozen), with the number approval would give it.
+    Invoice.objects.filter(pk=invoice.pk).update(
+        status=InvoiceStatus.APPROVED, number=f"INV-T-{month_index:04}"
+    )
+    invoice.refresh_from_db()
     return invoice
 
 

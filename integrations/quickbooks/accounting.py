@@ -14,6 +14,7 @@ import requests
 from oauthlib.oauth2.rfc6749.errors import InsecureTransportError
 from quickbooks import QuickBooks
 from quickbooks.exceptions import QuickbooksException
+from quickbooks.objects.invoice import Invoice as LibraryInvoice
 from requests_oauthlib import OAuth2Session
 
 from integrations.quickbooks.config import Timeouts
@@ -184,6 +185,19 @@ class QuickBooksApi:
         result = self._call(
             lambda: self._client.create_object("Invoice", body, request_id=request_id)
         )
+        return invoice_from_row(result["Invoice"])
+
+    def void_invoice(self, invoice_id: str, *, sync_token: str) -> RemoteInvoice:
+        """Void an invoice: `POST /invoice?operation=void` with its Id and current SyncToken
+        (python-quickbooks' `VoidMixin.void` builds exactly this request; it is called here
+        through our client so timeouts, pacing and error classification apply). QuickBooks
+        keeps the invoice and its number, zeroes its amounts and puts "Voided" before its
+        private note. A stale SyncToken is refused with fault 5010."""
+        if not invoice_id or not sync_token:
+            raise ValueError("voiding needs the invoice's Id and its current SyncToken")
+        target = LibraryInvoice()
+        target.Id, target.SyncToken = invoice_id, sync_token
+        result = self._call(lambda: target.void(qb=self._client))
         return invoice_from_row(result["Invoice"])
 
     def find_invoices_by_number(self, doc_number: str) -> list[RemoteInvoice]:

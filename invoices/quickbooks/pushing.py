@@ -9,7 +9,6 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
@@ -99,12 +98,12 @@ def _push_locked(push_id: int) -> InvoicePush:
     except PushRefused as exc:
         return _fail(row, str(exc))
 
-    # A new generation, or an old row that may have reached QuickBooks longer ago than Intuit
-    # is trusted to remember its request id, first asks QuickBooks by number.
-    window = timedelta(hours=getattr(settings, "QBO_REQUESTID_TRUST_HOURS", 24))
-    reconcile = row.generation > 1 or (
-        row.attempts > 0 and row.created_at < timezone.now() - window
-    )
+    # Ask QuickBooks by number (and our marker) before creating whenever an invoice of ours may
+    # already be there: a new generation, or any row that already sent a create whose outcome
+    # we never learnt (a lost answer, a timeout, a killed worker left it pushing). The request
+    # id alone is not enough: how long Intuit remembers one is not documented, and a forgotten
+    # one would create a second invoice.
+    reconcile = row.generation > 1 or row.attempts > 0
     max_tries = int(getattr(settings, "QBO_PUSH_MAX_TRIES", 5))
     # Bounded so a run ends well inside the django-q2 timeout (600 s) even while throttled.
     deadline = time.monotonic() + getattr(settings, "QBO_PUSH_TIME_BUDGET_SECONDS", 300)
@@ -113,13 +112,17 @@ def _push_locked(push_id: int) -> InvoicePush:
         try:
             realm_id, token = access_token()
             api = api_for(realm_id, token)
+            # Counted (and committed) before anything goes out: a worker killed from here on
+            # leaves attempts > 0, so the next run asks by number first. A try is the lookup
+            # and the create together, so QBO_PUSH_MAX_ATTEMPTS bounds a push even while every
+            # lookup fails.
+            InvoicePush.objects.filter(pk=row.pk).update(attempts=row.attempts + 1)
+            row.attempts += 1
             if reconcile:
                 existing = _find_existing(api, invoice)
                 if existing is not None:
                     return _record(row, existing, reconciled=True)
                 reconcile = False
-            InvoicePush.objects.filter(pk=row.pk).update(attempts=row.attempts + 1)
-            row.attempts += 1
             try:
                 created = api.create_invoice(payload, request_id=row.request_id)
             except qbo.QuickBooksAuthExpired:
@@ -136,6 +139,9 @@ def _push_locked(push_id: int) -> InvoicePush:
             qbo.QuickBooksAuthExpired,
         ) as exc:
             last = exc
+            if isinstance(exc, qbo.QuickBooksTransientError) and exc.ambiguous:
+                # The create may have been applied: the next try asks by number first.
+                reconcile = True
             delay = _backoff_seconds(attempt, exc)
             if attempt == max_tries or time.monotonic() + delay > deadline:
                 break

@@ -3,11 +3,14 @@
 It keeps state (customers, items, income accounts, invoices), and behaves as api-notes section 4
 describes: the discovery document and token endpoint (code exchange, refresh with rotation,
 `invalid_grant`), the query endpoint (POST text or GET ?query=), create with `requestid` replay
-(the same response for the same requestid; faults are not remembered [G]), Fault bodies in JSON
-and XML, the lowercase 401 body for an expired token, throttling (429 at 500 requests per
-window per realm and above 10 concurrent requests), and fault switches: throttle / fail the
-next requests, and commit an invoice but drop the response (the connection is closed without an
-answer).
+(the same response for the same requestid; faults are not remembered [G]), void
+(`POST /invoice?operation=void` with Id and SyncToken: a stale SyncToken is fault 5010, a
+voided invoice keeps its number with every amount zeroed and "Voided" before its private note),
+Fault bodies in JSON and XML, the lowercase 401 body for an expired token, throttling (429 at
+500 requests per window per realm and above 10 concurrent requests), and fault switches:
+throttle / fail the next requests, commit an invoice (or a void) but drop the response (the
+connection is closed without an answer), and forget request ids (all of them, or those of
+dropped answers).
 
 In tests: the `quickbooks_fake` fixture. By hand:
 
@@ -73,6 +76,8 @@ class Switches:
     """Fault injection. Counters count down once per affected request."""
 
     drop_invoice_responses: int = 0  # commit the next N invoice creates, then hang up
+    forget_dropped_request_ids: bool = False  # and do not remember their requestid either
+    drop_void_responses: int = 0  # apply the next N voids, then hang up
     throttle_next: int = 0  # answer the next N API requests with 429
     throttle_format: str = "xml"  # "xml" (as QuickBooks often does) or "json"
     retry_after: str | None = None  # Retry-After header on throttling answers
@@ -193,14 +198,75 @@ class FakeQuickBooks:
             self.replies.clear()
 
     def void_invoice(self, invoice_id: str) -> None:
+        """Void as someone in QuickBooks would (no SyncToken check): the API's void is `void`."""
         with self.lock:
-            inv = self.invoices[invoice_id]
-            inv.update(
-                TotalAmt=Decimal("0.00"),
-                Balance=Decimal("0.00"),
-                PrivateNote="Voided - " + inv.get("PrivateNote", ""),
-                SyncToken=str(int(inv["SyncToken"]) + 1),
+            self._apply_void(self.invoices[invoice_id])
+
+    def _apply_void(self, inv: dict[str, Any]) -> None:
+        # [D] QuickBooks keeps a voided invoice and its number, sets every amount and quantity
+        # to zero and injects "Voided" before the private note. [G] The exact separator after
+        # "Voided" is not documented; readers only rely on the prefix.
+        for line in inv.get("Line", []):
+            line["Amount"] = Decimal("0.00")
+            detail = line.get("SalesItemLineDetail")
+            if detail is not None:
+                detail["Qty"] = Decimal(0)
+        inv.update(
+            TotalAmt=Decimal("0.00"),
+            Balance=Decimal("0.00"),
+            TxnTaxDetail={"TotalTax": Decimal("0.00")},
+            PrivateNote="Voided - " + inv.get("PrivateNote", ""),
+            SyncToken=str(int(inv["SyncToken"]) + 1),
+        )
+        inv.setdefault("MetaData", {})["LastUpdatedTime"] = dt.datetime.now(dt.UTC).isoformat()
+
+    def void(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /invoice?operation=void` with `{"Id", "SyncToken"}`, as python-quickbooks'
+        `VoidMixin` sends it; the answer is the voided invoice, as a create's is."""
+        if entity != "invoice":
+            raise Fault(400, "4001", "Unsupported Operation", f"cannot void {entity} here")
+        invoice_id = str(body.get("Id") or "")
+        if not invoice_id or "SyncToken" not in body:
+            raise Fault(
+                400,
+                "2020",
+                "Required param missing, need to supply the required value for the API",
+                "Required parameter Id and SyncToken are missing in the request",
             )
+        with self.lock:
+            inv = self.invoices.get(invoice_id)
+            if inv is None:
+                raise Fault(
+                    400,
+                    "610",
+                    "Object Not Found",
+                    "Object Not Found : Another user has deleted this transaction.",
+                )
+            if str(body["SyncToken"]) != inv["SyncToken"]:
+                # [T] The real fault for a SyncToken that is not the current one.
+                raise Fault(
+                    400,
+                    "5010",
+                    "Stale Object Error",
+                    "Stale Object Error : You and API API were working on this at the same "
+                    "time. API API finished before you did, so your work was not saved.",
+                )
+            if inv["PrivateNote"].startswith("Voided"):
+                # [G] What QuickBooks answers to voiding a voided invoice is not documented;
+                # the fake answers with the invoice unchanged.
+                return {"Invoice": inv}
+            if inv["Balance"] < inv["TotalAmt"]:
+                # [T] QuickBooks will not void an invoice with a payment applied; [G] the code
+                # and wording of its refusal.
+                raise Fault(
+                    400,
+                    "6000",
+                    "A business validation error has occurred while processing your request",
+                    "Business Validation Error: This invoice has payments applied to it; "
+                    "remove them before voiding it.",
+                )
+            self._apply_void(inv)
+            return {"Invoice": inv}
 
     def mark_sent(self, invoice_id: str) -> None:
         with self.lock:
@@ -229,7 +295,21 @@ class FakeQuickBooks:
             ]
 
     def invoice_creates(self) -> list[RequestRecord]:
-        return self.api_requests("POST", "/invoice")
+        return [r for r in self.api_requests("POST", "/invoice") if "operation" not in r.query]
+
+    def invoice_voids(self) -> list[RequestRecord]:
+        return [
+            r for r in self.api_requests("POST", "/invoice") if r.query.get("operation") == ["void"]
+        ]
+
+    def open_invoices(self) -> dict[str, dict[str, Any]]:
+        """Invoices not voided (what a client could still be asked to pay)."""
+        with self.lock:
+            return {
+                iid: inv
+                for iid, inv in self.invoices.items()
+                if not inv["PrivateNote"].startswith("Voided")
+            }
 
     def state(self) -> dict[str, Any]:
         with self.lock:
@@ -807,17 +887,31 @@ class Handler(BaseHTTPRequestHandler):
             parts = rest.split("/")
             if method == "GET" and len(parts) == 2:
                 return self._send(record, 200, self._ok(fake.read(parts[0], parts[1])))
+            if method == "POST" and len(parts) == 1 and "operation" in query:
+                if query["operation"] != ["void"]:
+                    raise Fault(
+                        400, "4001", "Unsupported Operation", f"operation {query['operation']}"
+                    )
+                return self._write(record, parts[0], query, body, void=True)
             if method == "POST" and len(parts) == 1:
-                return self._create(record, parts[0], query, body)
+                return self._write(record, parts[0], query, body)
             raise Fault(400, "4001", "Unsupported Operation", f"{method} {rest}")
         except Fault as fault:
             self._send(record, fault.status, fault_json(fault))
 
-    def _create(
-        self, record: RequestRecord, entity: str, query: dict[str, list[str]], body: str
+    def _write(
+        self,
+        record: RequestRecord,
+        entity: str,
+        query: dict[str, list[str]],
+        body: str,
+        *,
+        void: bool = False,
     ) -> None:
+        """A create, or a void: replayed for a requestid seen before (api-notes 4.3)."""
         fake = self.server.fake
         request_id = query.get("requestid", [""])[0]
+        switches = fake.switches
         with fake.lock:
             if request_id and (fake.realm_id, request_id) in fake.replies:
                 status, data = fake.replies[(fake.realm_id, request_id)]
@@ -833,12 +927,20 @@ class Handler(BaseHTTPRequestHandler):
                         "Request has invalid or unsupported property",
                         "the body is not JSON",
                     ) from exc
-                status, data = 200, self._ok(fake.create(entity, parsed))
+                result = fake.void(entity, parsed) if void else fake.create(entity, parsed)
+                status, data = 200, self._ok(result)
                 if request_id:
                     fake.replies[(fake.realm_id, request_id)] = (status, data)
-            drop = entity == "invoice" and not replay and fake.switches.drop_invoice_responses > 0
-            if drop:
-                fake.switches.drop_invoice_responses -= 1
+            drop = False
+            if entity == "invoice" and not replay:
+                if void and switches.drop_void_responses > 0:
+                    switches.drop_void_responses -= 1
+                    drop = True
+                elif not void and switches.drop_invoice_responses > 0:
+                    switches.drop_invoice_responses -= 1
+                    drop = True
+                    if switches.forget_dropped_request_ids and request_id:
+                        del fake.replies[(fake.realm_id, request_id)]
         if drop:
             return self._hang_up(record)
         self._send(record, status, data)
