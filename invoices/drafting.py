@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from invoices.classification import classify_entries, entries_to_classify
@@ -80,10 +81,7 @@ def draft_invoices(
     rebuilds the same drafts in place; approved and void invoices are never touched.
 
     `reclassify=False` skips the classification pass, for callers that just ran it."""
-    scope = TimeEntry.objects.filter(date__gte=period.start, date__lte=period.end)
-    if client_ids is not None:
-        scope = scope.filter(client_id__in=list(client_ids))
-    ids = sorted(set(scope.values_list("client_id", flat=True)))
+    ids = _clients_to_draft(period, client_ids)
     if reclassify:
         # Rules may have changed since import: classify the period first.
         classify_entries(entries_to_classify(client_ids=ids, start=period.start, end=period.end))
@@ -92,6 +90,37 @@ def draft_invoices(
     for client_id in ids:
         _draft_client(client_id, period, config, summary, user)
     return summary
+
+
+def _clients_to_draft(period: Period, client_ids: Iterable[int] | None) -> list[int]:
+    """Clients with entries in the period, with late time for it (section 10.1), or with a
+    draft of it to rebuild or remove (its entries may all have moved away)."""
+    in_period = TimeEntry.objects.filter(date__gte=period.start, date__lte=period.end)
+    late = TimeEntry.objects.filter(date__lt=period.start).exclude(invoice_links__is_live=True)
+    late = late.filter(
+        Exists(
+            Invoice.objects.filter(
+                client_id=OuterRef("client_id"),
+                status=InvoiceStatus.APPROVED,
+                period_start__lte=OuterRef("date"),
+                period_end__gte=OuterRef("date"),
+            )
+        )
+    )
+    drafts = Invoice.objects.filter(
+        period_start=period.start, period_end=period.end, status=InvoiceStatus.DRAFT
+    )
+    if client_ids is not None:
+        client_ids = list(client_ids)
+        in_period, late = (
+            in_period.filter(client_id__in=client_ids),
+            late.filter(client_id__in=client_ids),
+        )
+        drafts = drafts.filter(client_id__in=client_ids)
+    ids = set(in_period.values_list("client_id", flat=True).distinct())
+    ids |= set(late.values_list("client_id", flat=True).distinct())
+    ids |= set(drafts.values_list("client_id", flat=True))
+    return sorted(ids)
 
 
 def rebuild_invoice(invoice: Invoice, *, user=None) -> Invoice | None:
@@ -131,11 +160,27 @@ def _draft_client(
             InvoiceEntry.objects.filter(invoice__in=drafts.values()).delete()
             InvoiceLine.objects.filter(invoice__in=drafts.values()).delete()
 
+        # Section 10.1: an entry dated in a period whose invoice is already approved is late
+        # time, and goes on this (a later) draft, flagged with the period it is from.
+        approved_period = Invoice.objects.filter(
+            Q(project__isnull=True) | Q(project_id=OuterRef("project_id")),
+            client_id=client_id,
+            status=InvoiceStatus.APPROVED,
+            period_start__lte=OuterRef("date"),
+            period_end__gte=OuterRef("date"),
+        )
         entries = (
             TimeEntry.objects.filter(
-                client_id=client_id, date__gte=period.start, date__lte=period.end
+                Q(date__gte=period.start, date__lte=period.end)
+                | Q(date__lt=period.start) & Exists(approved_period),
+                client_id=client_id,
             )
             .exclude(invoice_links__is_live=True)
+            .annotate(
+                approved_period_start=Subquery(
+                    approved_period.order_by("period_start").values("period_start")[:1]
+                )
+            )
             .select_related("person", "project", "classification", "classification__category")
             .order_by("date", "id")
         )
@@ -145,7 +190,7 @@ def _draft_client(
             scope = entry.project_id if policy.invoice_per_project else None
             if scope in frozen_scopes:
                 continue  # the scope's invoice is approved; late entries wait for a new period
-            scopes[scope].append(_priced(entry))
+            scopes[scope].append(_priced(entry, policy, period))
             hashes[entry.id] = entry.content_hash
 
         for scope in sorted(set(drafts) | set(scopes), key=lambda s: (s is not None, s or 0)):
@@ -165,9 +210,10 @@ def _draft_client(
                 summary.rebuilt += 1
 
 
-def _priced(entry: TimeEntry) -> PricedEntry:
+def _priced(entry: TimeEntry, policy, period: Period) -> PricedEntry:
     c = getattr(entry, "classification", None)
     category = c.category if c else None
+    late_from = entry.approved_period_start if entry.date < period.start else None
     return PricedEntry(
         id=entry.id,
         date=entry.date,
@@ -187,7 +233,25 @@ def _priced(entry: TimeEntry) -> PricedEntry:
         billing_code=c.billing_code if c else "",
         needs_review=c.needs_review if c else True,
         review_reason=(c.review_reason if c else "") or "not classified yet",
+        hold_reason=hold_reason(entry, c, policy),
+        late_from=late_from,
     )
+
+
+def hold_reason(entry: TimeEntry, classification, policy) -> str:
+    """Section 10.2: why the tracker's own state holds the entry back, or "" (a reviewer's
+    release, or an entry that bills nothing here anyway, is never held)."""
+    if classification is not None:
+        if classification.hold_released_at is not None:
+            return ""
+        if not classification.needs_review and not classification.billable:
+            return ""
+    tracker = entry.get_source_display()
+    if entry.tracker_invoiced:
+        return f"invoiced in {tracker}"
+    if policy is not None and policy.bill_approved_only and entry.tracker_approved is False:
+        return f"not approved in {tracker}"
+    return ""
 
 
 def _save(draft, result: InvoiceDraft, client_id, scope, period, config, user, hashes) -> Invoice:
@@ -258,6 +322,7 @@ def _save(draft, result: InvoiceDraft, client_id, scope, period, config, user, h
             raw_seconds=p.raw_seconds,
             billed_seconds=p.billed_seconds,
             content_hash=hashes[p.entry_id],
+            late_from=p.late_from,
         )
         for saved, line in zip(lines, result.lines, strict=True)
         for p in line.entries
@@ -271,8 +336,9 @@ def _save(draft, result: InvoiceDraft, client_id, scope, period, config, user, h
             raw_seconds=p.raw_seconds,
             pending_reason=p.pending_reason[:300],
             content_hash=hashes[p.entry_id],
+            late_from=p.late_from,
         )
-        for p in result.pending
+        for p in [*result.pending, *result.held]
     ]
     try:
         InvoiceEntry.objects.bulk_create(links, batch_size=5000)

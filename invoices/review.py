@@ -86,3 +86,23 @@ def on_entries_imported(*, entry_ids: Iterable[int], frozen_entry_ids: Iterable[
         # The language-model tier, for what the rules and memory left undecided: after
         # commit, in the django-q2 cluster (a no-op without ANTHROPIC_API_KEY).
         enqueue_model_tier(entry_ids=entry_ids, trigger="import")
+
+
+def release_hold(*, entry: TimeEntry, user) -> Invoice | None:
+    """A reviewer releases an entry that the tracker calls invoiced or unapproved (billing
+    semantics 10.2): it bills on its draft (rebuilt), or on the next one as late time. The
+    release and its draft's stale mark commit together."""
+    with transaction.atomic():
+        if TimeEntry.objects.select_for_update().get(pk=entry.pk).locked:
+            raise CorrectionRefused("the entry is on an approved invoice; void the invoice first")
+        classification, _ = Classification.objects.select_for_update().get_or_create(entry=entry)
+        classification.hold_released_by, classification.hold_released_at = user, timezone.now()
+        classification.save(update_fields=["hold_released_by", "hold_released_at"])
+        draft = Invoice.objects.filter(
+            entry_links__entry=entry, entry_links__is_live=True, status=InvoiceStatus.DRAFT
+        ).first()
+        if draft is not None:
+            InvoiceEvent.objects.create(
+                invoice=draft, action="hold released", actor=user, detail={"entry": entry.key}
+            )
+    return rebuild_invoice(draft, user=user) if draft is not None else None

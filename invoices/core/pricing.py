@@ -9,7 +9,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from invoices.core.policy import GroupBy, Policy, RoundingLocus
-from invoices.core.rates import RateMatch, RateTable
+from invoices.core.rates import RateMatch, RateRow, RateTable
 from invoices.core.rounding import (
     percent_of,
     round_money,
@@ -26,6 +26,8 @@ KIND_DISCOUNT = "discount"
 FLAG_CAP_APPLIED = "cap_applied"
 FLAG_ZERO_TOTAL = "zero_total"
 FLAG_PENDING = "pending"
+FLAG_LATE_TIME = "late_time"
+FLAG_HELD = "held"
 
 ZERO = Decimal(0)
 
@@ -52,15 +54,20 @@ class PricedEntry:
     billing_code: str
     needs_review: bool
     review_reason: str = ""
+    # Section 10.2: why the entry is held ("invoiced in Harvest"); empty when it is not.
+    hold_reason: str = ""
+    # Section 10.1: the first day of the approved period a late entry is from.
+    late_from: dt.date | None = None
 
 
 @dataclass
 class EntryPlacement:
     entry_id: int
-    state: str  # "billed", "no_charge" or "pending"
+    state: str  # "billed", "no_charge", "pending" or "held"
     raw_seconds: int
     billed_seconds: int = 0
     pending_reason: str = ""
+    late_from: dt.date | None = None
 
 
 @dataclass
@@ -91,10 +98,12 @@ class InvoiceDraft:
     discount: Decimal
     total: Decimal
     flags: list[str]
+    # Held entries (section 10.2): listed like pending ones, never blocking approval.
+    held: list[EntryPlacement] = field(default_factory=list)
 
     @property
     def placements(self) -> list[EntryPlacement]:
-        return [p for line in self.lines for p in line.entries] + self.pending
+        return [p for line in self.lines for p in line.entries] + self.pending + self.held
 
 
 class PricingError(ValueError):
@@ -147,13 +156,29 @@ def price_invoice(
     """One invoice's lines and totals from its entries, per the billing semantics."""
     groups: dict[tuple, _Group] = {}
     pending: list[EntryPlacement] = []
+    held: list[EntryPlacement] = []
     has_billable = False
 
     for entry in entries:
+        if entry.hold_reason:
+            held.append(
+                EntryPlacement(
+                    entry.id,
+                    "held",
+                    entry.seconds,
+                    pending_reason=entry.hold_reason,
+                    late_from=entry.late_from,
+                )
+            )
+            continue
         if entry.needs_review:
             pending.append(
                 EntryPlacement(
-                    entry.id, "pending", entry.seconds, pending_reason=entry.review_reason
+                    entry.id,
+                    "pending",
+                    entry.seconds,
+                    pending_reason=entry.review_reason,
+                    late_from=entry.late_from,
                 )
             )
             continue
@@ -181,6 +206,7 @@ def price_invoice(
                     entry.seconds,
                     pending_reason=f"no rate: none of the 9 rate levels covers {entry.person_name} "
                     f"on {entry.project_code or entry.project_name} on {entry.date.isoformat()}",
+                    late_from=entry.late_from,
                 )
             )
             continue
@@ -220,7 +246,11 @@ def price_invoice(
         flags.append(FLAG_ZERO_TOTAL)
     if pending:
         flags.append(FLAG_PENDING)
-    return InvoiceDraft(lines, pending, subtotal, adjustments, discount, total, flags)
+    if any(p.late_from for line in lines for p in line.entries):
+        flags.append(FLAG_LATE_TIME)
+    if held:
+        flags.append(FLAG_HELD)
+    return InvoiceDraft(lines, pending, subtotal, adjustments, discount, total, flags, held)
 
 
 def _build_line(group: _Group, policy: Policy) -> LineDraft:
@@ -243,7 +273,10 @@ def _build_line(group: _Group, policy: Policy) -> LineDraft:
 
     if group.kind == KIND_NO_CHARGE:
         quantity = round_quantity(Fraction(raw_seconds, 3600))
-        placements = [EntryPlacement(e.id, "no_charge", e.seconds) for e in group.entries]
+        placements = [
+            EntryPlacement(e.id, "no_charge", e.seconds, late_from=e.late_from)
+            for e in group.entries
+        ]
         line = LineDraft(
             KIND_NO_CHARGE,
             f"{description} (No charge)",
@@ -267,7 +300,9 @@ def _build_line(group: _Group, policy: Policy) -> LineDraft:
         quantity = round_quantity(entry_minutes / 60)
         amount = round_money(quantity * group.unit_price, policy.currency)
         placements = [
-            EntryPlacement(e.id, "billed", e.seconds, billed_seconds=_whole_seconds(m))
+            EntryPlacement(
+                e.id, "billed", e.seconds, billed_seconds=_whole_seconds(m), late_from=e.late_from
+            )
             for e, m in zip(group.entries, group.minutes, strict=True)
         ]
         row = group.match.row
@@ -281,6 +316,9 @@ def _build_line(group: _Group, policy: Policy) -> LineDraft:
                     "rate": str(row.rate),
                     "from": row.valid_from.isoformat() if row.valid_from else None,
                     "to": row.valid_to.isoformat() if row.valid_to else None,
+                    # What the row is for, in words: the row may later change or go, and the
+                    # line must still say what priced it.
+                    "for": _rate_target(row, first),
                 },
                 "multiplier": str(group.multiplier),
                 "unit_price": str(group.unit_price),
@@ -306,6 +344,10 @@ def _build_line(group: _Group, policy: Policy) -> LineDraft:
             first_date=first.date,
             entries=placements,
         )
+    late = sorted({f"{e.late_from:%Y-%m}" for e in group.entries if e.late_from})
+    if late:
+        # Section 10.1: shown with its own date, flagged as late time from its period.
+        derivation["late_time_from"] = late
     line.derivation = derivation
     # Section 6: by first entry date, then person name, then category name.
     line.sort_key = (
@@ -383,6 +425,20 @@ def _whole_seconds(minutes: Fraction) -> int:
     if seconds.denominator != 1:
         raise PricingError(f"billed duration {minutes} min is not a whole number of seconds")
     return int(seconds)
+
+
+def _rate_target(row: RateRow, entry: PricedEntry) -> str:
+    """A row that priced an entry is for that entry's project and person (or role)."""
+    parts = []
+    if row.project is not None:
+        parts.append(f"project {entry.project_code or entry.project_name}")
+    if row.person is not None:
+        parts.append(f"person {entry.person_name}")
+    if row.role:
+        parts.append(f"role {row.role}")
+    if parts:
+        return " + ".join(parts)
+    return "client" if row.client is not None else "firm default"
 
 
 def _minutes_str(minutes: Fraction) -> str:
