@@ -6,13 +6,12 @@ classification and drafting never query per entry.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from invoices.core.classify import CategoryInfo, Rule
+from invoices.core.classify import CategoryInfo, NotesPatternRefused, Rule, compile_notes_pattern
 from invoices.core.policy import GroupBy, Policy, RoundingLocus, RoundingMode
 from invoices.core.rates import RateRow, RateTable
 from invoices.models import (
@@ -49,13 +48,23 @@ def load_rules() -> list[Rule]:
                 priority=row.priority,
                 client=row.client_id,
                 task=row.task,
-                # Saved rules were validated to compile; IGNORECASE is not implied: a rule
-                # writes (?i) when it wants it.
-                notes_regex=re.compile(row.notes_regex) if row.notes_regex else None,
+                # IGNORECASE is not implied: a rule writes (?i) when it wants it.
+                notes_regex=_compiled(row) if row.notes_regex else None,
                 project=row.project_id,
             )
         )
     return rules
+
+
+def _compiled(row: ClassificationRule) -> object:
+    try:
+        return compile_notes_pattern(row.notes_regex)
+    except NotesPatternRefused as refused:
+        # Saved before rules ran on RE2 (the admin and the rules file refuse it now): stop
+        # with the rule's name rather than classify as if the rule did not exist.
+        raise NotesPatternRefused(
+            row.notes_regex, f"{refused.reason}; correct classification rule #{row.id}"
+        ) from refused
 
 
 def load_rate_table() -> RateTable:
@@ -132,6 +141,7 @@ def load_policies(client_ids: Iterable[int] | None = None) -> dict[int, Policy]:
             caps=caps[p.client_id],
             group_lines_by=GroupBy(p.group_lines_by),
             show_non_billable=p.show_non_billable,
+            bill_approved_only=p.bill_approved_only,
             invoice_per_project=p.invoice_per_project,
             payment_terms_days=p.payment_terms_days,
         )

@@ -10,7 +10,6 @@ Entries frozen on an approved invoice are listed as such and never re-priced (se
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,7 +22,14 @@ from invoices.classification import (
     model_tier_status,
 )
 from invoices.configuration import Configuration, load_configuration
-from invoices.core.classify import Decision, EntryFacts, Rule, classify, order_rules
+from invoices.core.classify import (
+    Decision,
+    EntryFacts,
+    Rule,
+    classify,
+    compile_notes_pattern,
+    order_rules,
+)
 from invoices.core.pricing import PricedEntry, PricingError, price_invoice
 from invoices.drafting import Period
 from invoices.models import Classification, ClassificationRule, Invoice, InvoiceStatus
@@ -174,7 +180,7 @@ def _as_core_rule(rule: ClassificationRule, config: Configuration) -> Rule:
         priority=rule.priority,
         client=rule.client_id,
         task=rule.task,
-        notes_regex=re.compile(rule.notes_regex) if rule.notes_regex else None,
+        notes_regex=compile_notes_pattern(rule.notes_regex) if rule.notes_regex else None,
         project=rule.project_id,
     )
 

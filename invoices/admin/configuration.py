@@ -4,8 +4,6 @@ rate multipliers and caps beside the policy)."""
 
 from __future__ import annotations
 
-import re
-
 from django import forms
 from django.contrib import admin
 from django.contrib.admin import helpers
@@ -13,6 +11,7 @@ from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 
+from invoices.core.classify import NotesPatternRefused, compile_notes_pattern
 from invoices.core.rates import RateRow, find_overlaps
 from invoices.drafting import Period
 from invoices.models import (
@@ -76,10 +75,12 @@ class ClassificationRuleForm(forms.ModelForm):
     def clean_notes_regex(self):
         pattern = self.cleaned_data["notes_regex"]
         if pattern:
+            # The engine classification runs (RE2), so the admin refuses what the rules file
+            # refuses, in the same words.
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValidationError(f"not a valid regular expression: {exc}") from exc
+                compile_notes_pattern(pattern)
+            except NotesPatternRefused as refused:
+                raise ValidationError(str(refused)) from None
         return pattern
 
     def clean(self):

@@ -10,6 +10,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
+
+import re2
 
 from invoices.core.policy import Policy
 
@@ -31,6 +34,57 @@ class CategoryInfo:
     billing_code: str = ""
 
 
+class NotesPatternRefused(ValueError):
+    """A rule's notes pattern that the rules' regex engine cannot run."""
+
+    def __init__(self, pattern: str, reason: str, *, python_only: bool = False) -> None:
+        self.pattern = pattern
+        self.reason = reason
+        # Python's `re` would take it: say what RE2 leaves out rather than only "invalid".
+        hint = (
+            " (rules run on RE2, a linear-time engine without backreferences, lookahead or "
+            "lookbehind)"
+            if python_only
+            else ""
+        )
+        super().__init__(f"pattern '{pattern}' refused: {reason}{hint}")
+
+
+_RE2_OPTIONS = re2.Options()
+# The reason is returned to the caller; RE2 would also print every refused pattern to stderr.
+_RE2_OPTIONS.log_errors = False
+
+
+def compile_notes_pattern(pattern: str) -> Any:
+    """A rule's `notes_regex`, compiled for matching (the only place rules' patterns are
+    compiled: the rules file, the admin and classification all call this).
+
+    RE2 matches in time linear in the length of the notes, whatever the pattern: a pattern
+    such as `(a+)+$` would take Python's backtracking `re` minutes on one 30-character note,
+    and notes come from outside (trackers, CSV files). The price is RE2's syntax: no
+    backreferences or lookaround, and `\\b`, `\\w` are ASCII-only.
+    """
+    try:
+        return re2.compile(pattern, options=_RE2_OPTIONS)
+    except re2.error as exc:
+        raw = exc.args[0] if exc.args else ""
+        reason = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        raise NotesPatternRefused(
+            pattern,
+            reason or "not a valid regular expression",
+            python_only=_python_compiles(pattern),
+        ) from None
+
+
+def _python_compiles(pattern: str) -> bool:
+    # Compiling only, never matching: compilation is linear in the pattern's length.
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Rule:
     id: int
@@ -38,7 +92,8 @@ class Rule:
     priority: int = 100
     client: int | None = None
     task: str = ""
-    notes_regex: re.Pattern[str] | None = None
+    # Compiled by `compile_notes_pattern` (an RE2 pattern object: `.search(text)`).
+    notes_regex: Any = None
     project: int | None = None
 
     def matches(self, entry: EntryFacts) -> bool:

@@ -46,6 +46,8 @@ class Policy:
     caps: dict[str, Decimal] = field(default_factory=dict)  # project code -> amount
     group_lines_by: GroupBy = GroupBy.ENTRY
     show_non_billable: bool = False
+    # Hold entries the tracker reports as not approved (section 10.2).
+    bill_approved_only: bool = False
     invoice_per_project: bool = False
     payment_terms_days: int = 30
 
@@ -67,6 +69,7 @@ class Policy:
             "caps": {k: str(v) for k, v in sorted(self.caps.items())},
             "group_lines_by": str(self.group_lines_by),
             "show_non_billable": self.show_non_billable,
+            "bill_approved_only": self.bill_approved_only,
             "invoice_per_project": self.invoice_per_project,
             "payment_terms_days": self.payment_terms_days,
         }
