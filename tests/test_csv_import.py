@@ -3,8 +3,11 @@
 import csv
 import hashlib
 import io
-from datetime import date, time
+import zipfile
+from dataclasses import replace
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -17,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from timesheets.admin import format_hours_minutes
-from timesheets.importing import ImportRejected, RowError, import_file
+from timesheets.importing import ImportRejected, RowError, import_file, service
 from timesheets.importing.formats import CLOCKIFY, HARVEST, TOGGL, detect_layout
 from timesheets.importing.keys import KEY_PREFIX
 from timesheets.importing.reading import decode_export, read_table
@@ -1239,3 +1242,578 @@ def test_decimal_hours_are_exact(northwind):
     import_file(name="a.csv", content=harvest_bytes(*[harvest_row(Hours="0.1")] * 7))
     total = sum(TimeEntry.objects.values_list("duration_seconds", flat=True))
     assert total == 2520 == int(Decimal("0.1") * 7 * 3600)
+
+
+# --- real exports: the layouts of tests/data/exports (issue 11 item 3) -----------------------
+
+EXPORTS_DIR = Path(__file__).parent / "data" / "exports"
+
+
+def export_path(filename):
+    return EXPORTS_DIR / filename
+
+
+def test_harvest_dotted_dates_start_end_times_and_tracker_state(northwind):
+    result = import_path(export_path("harvest_dotted_dates_with_times.csv"))
+
+    assert (result.source, result.created) == ("harvest", 3)
+    entries = list(TimeEntry.objects.order_by("date"))
+    # Every date is ambiguous (day and month <= 12) but dotted: read day-first.
+    assert [entry.date for entry in entries] == [
+        date(2026, 10, 1),
+        date(2026, 10, 2),
+        date(2026, 10, 5),
+    ]
+    assert [entry.start_time for entry in entries] == [time(9, 0), time(13, 0), None]
+    # The duration stays the Hours column.
+    assert [entry.duration_seconds for entry in entries] == [5400, 8100, 2700]
+    assert [entry.tracker_invoiced for entry in entries] == [False, True, False]
+    assert [entry.tracker_approved for entry in entries] == [True, True, False]
+
+
+def test_harvest_start_time_is_not_part_of_the_key(northwind):
+    """The same entry exported with and without the Start Time column is one entry."""
+    with_times = harvest_bytes(harvest_row())
+    header = [*harvest_row(), "Start Time", "End Time"]
+    timed = write_csv(header, [[*harvest_row().values(), "9:00am", "9:06am"]])
+
+    import_file(name="a.csv", content=with_times)
+    result = import_file(name="b.csv", content=timed)
+
+    assert (result.created, result.updated) == (0, 1)
+    assert TimeEntry.objects.get().start_time == time(9, 0)
+
+
+def test_harvest_dashed_dates_proved_day_first(northwind):
+    result = import_path(export_path("harvest_dashed_dates.csv"))
+
+    assert result.created == 2
+    assert sorted(TimeEntry.objects.values_list("date", flat=True)) == [
+        date(2015, 1, 26),
+        date(2015, 2, 3),
+    ]
+
+
+def test_date_order_settles_an_ambiguous_dashed_file(northwind):
+    content = harvest_bytes(harvest_row(Date="02-10-2026"))
+    import_file(name="a.csv", content=content)
+    assert TimeEntry.objects.get().date == date(2026, 2, 10)  # month-first by default
+    TimeEntry.objects.all().delete()
+    import_file(name="a.csv", content=content, date_order="dmy")
+    assert TimeEntry.objects.get().date == date(2026, 10, 2)
+
+
+def test_clockify_activity_without_client_and_billable_columns(northwind):
+    result = import_path(export_path("clockify_activity_without_client_and_billable.csv"))
+
+    assert (result.source, result.rows, result.created) == ("clockify", 3, 3)
+    assert result.skipped == {"Break": 1, "Holiday": 1}
+    assert "skipped, not work: 1 Break, 1 Holiday" in result.summary()
+    by_notes = {entry.notes: entry for entry in TimeEntry.objects.select_related("project")}
+    assert set(by_notes) == {"Sprint planning", "Onboarding docs", "Invoiced last month"}
+    # No Client column: projects by their unique names, and their clients with them.
+    assert by_notes["Sprint planning"].project == northwind.projects["INI-API"]
+    assert by_notes["Sprint planning"].client == northwind.clients["Initech"]
+    assert by_notes["Onboarding docs"].client == northwind.clients["Globex Retail"]
+    # "Activity" is the task.
+    assert by_notes["Sprint planning"].task == "Project Management"
+    # No Billable column: the project's setting.
+    assert by_notes["Sprint planning"].tracker_billable is True
+    assert by_notes["Onboarding docs"].tracker_billable is False  # a non-billable project
+    assert by_notes["Invoiced last month"].tracker_invoiced is True
+    assert by_notes["Sprint planning"].tracker_invoiced is False
+    assert {entry.tracker_approved for entry in by_notes.values()} == {None}
+
+
+def test_project_name_of_two_clients_without_a_client_column_is_an_error(northwind):
+    Project.objects.create(client=northwind.clients["Umbrella Health"], name="Partner API")
+
+    errors = rejected_errors(
+        "c.csv", export_path("clockify_activity_without_client_and_billable.csv").read_bytes()
+    )
+
+    assert errors == [
+        RowError(
+            row,
+            "Project",
+            "2 projects are named 'Partner API' (of clients 'Initech', 'Umbrella Health') and "
+            "the file has no Client column",
+            "export the report again with its Client column",
+        )
+        for row in (2, 6)
+    ]
+    assert_nothing_stored()
+
+
+def test_unknown_project_without_a_client_column_is_an_error(northwind):
+    content = export_path("toggl_without_client_and_billable.csv").read_bytes()
+    errors = rejected_errors("t.csv", content.replace(b"Patient portal", b"Mobile app"))
+    assert errors == [
+        RowError(
+            2,
+            "Project",
+            "unknown project 'Mobile app' (the file has no Client column)",
+            f"add it under projects: {RULES_HINT}, or export the report with its Client column",
+        )
+    ]
+
+
+def test_toggl_without_client_and_billable_columns(northwind):
+    result = import_path(export_path("toggl_without_client_and_billable.csv"))
+
+    assert (result.source, result.created) == ("toggl", 2)
+    assert set(TimeEntry.objects.values_list("project__code", "tracker_billable")) == {
+        ("UMB-PORTAL", True),
+        ("GLX-INT", False),
+    }
+
+
+def test_rows_without_a_client_are_internal_time(northwind):
+    result = import_path(export_path("toggl_internal_time.csv"))
+
+    assert (result.rows, result.created, result.internal) == (3, 3, 2)
+    assert "2 of them internal time (no client), filed under client 'Internal'" in (
+        result.summary()
+    )
+    internal = Client.objects.get(name="Internal")
+    assert sorted(internal.projects.values_list("name", "billing")) == [
+        ("No project", Project.Billing.NON_BILLABLE),
+        ("Studio upkeep", Project.Billing.NON_BILLABLE),
+    ]
+    studio = TimeEntry.objects.get(notes="Tidied the design library")
+    # Billable "Yes" in the tracker, but internal time is never billed.
+    assert (studio.client, studio.project.name, studio.tracker_billable) == (
+        internal,
+        "Studio upkeep",
+        False,
+    )
+    assert TimeEntry.objects.get(notes="Wireframes").client == northwind.clients["Umbrella Health"]
+
+    # Importing again finds the same entries and creates no second internal project.
+    again = import_path(export_path("toggl_internal_time.csv"))
+    assert (again.created, again.unchanged, again.internal) == (0, 3, 2)
+    assert Project.objects.filter(client=internal).count() == 2
+
+
+def test_internal_time_uses_an_internal_client_of_the_rules_file(northwind, settings):
+    settings.IMPORT_INTERNAL_CLIENT_NAME = "Northwind (internal)"
+    own = Client.objects.create(name="northwind (INTERNAL)")
+    upkeep = Project.objects.create(client=own, name="studio upkeep", code="NW-INT")
+
+    import_path(export_path("toggl_internal_time.csv"))
+
+    assert TimeEntry.objects.get(notes="Tidied the design library").project == upkeep
+    assert not Client.objects.filter(name="Internal").exists()
+    assert Client.objects.filter(name__iexact="northwind (internal)").count() == 1
+
+
+def test_internal_time_can_be_skipped(northwind, settings):
+    settings.IMPORT_INTERNAL_TIME = "skip"
+    result = import_path(export_path("toggl_internal_time.csv"))
+
+    assert (result.rows, result.created, result.internal_skipped) == (1, 1, 2)
+    assert "2 rows of internal time (no client) skipped" in result.summary()
+    assert not Client.objects.filter(name="Internal").exists()
+
+    # The argument wins over the setting.
+    result = import_path(export_path("toggl_internal_time.csv"), internal_time="import")
+    assert result.internal == 2
+
+
+def test_clockify_internal_time_and_time_off(northwind):
+    result = import_path(export_path("clockify_internal_time.csv"))
+
+    assert (result.created, result.internal, result.skipped) == (3, 2, {"Time off": 1})
+    admin_row = TimeEntry.objects.get(notes="Admin")
+    assert (admin_row.project.name, admin_row.task, admin_row.tracker_billable) == (
+        "No project",
+        "",
+        False,
+    )
+    # Day-first slash dates, proved by 19/10/2026.
+    assert TimeEntry.objects.get(notes="API review").date == date(2026, 10, 19)
+
+
+def test_internal_time_with_an_unknown_person_still_sinks_the_file(northwind):
+    content = export_path("toggl_internal_time.csv").read_bytes()
+    errors = rejected_errors("t.csv", content.replace(b"hugo@", b"hugh@"))
+    assert [error.reason for error in errors] == ["unknown person 'hugh@northwind.example'"] * 3
+    assert not Client.objects.filter(name="Internal").exists()
+    assert_nothing_stored()
+
+
+def test_clockify_german_headers(northwind):
+    result = import_path(export_path("clockify_german_headers.csv"))
+
+    assert (result.source, result.created, result.skipped) == ("clockify", 1, {"Break": 1})
+    entry = TimeEntry.objects.get()
+    assert (entry.date, entry.start_time, entry.duration_seconds) == (
+        date(2026, 10, 1),
+        time(9, 0),
+        5400,
+    )
+    assert (entry.tracker_billable, entry.tracker_invoiced, entry.task) == (
+        True,
+        False,
+        "Development",
+    )
+
+
+def test_unknown_clockify_type_is_an_error(northwind):
+    content = export_path("clockify_internal_time.csv").read_bytes()
+    errors = rejected_errors("c.csv", content.replace(b'"Time off"', b'"Overtime"'))
+    assert errors == [
+        RowError(
+            5,
+            "Type",
+            "unknown entry type 'Overtime' (expected Regular, Break, Holiday or Time off)",
+            "export the report again in English (Regular, Break, Holiday, Time off)",
+        )
+    ]
+
+
+def test_task_and_activity_together_are_an_error(northwind):
+    content = export_path("clockify_activity_without_client_and_billable.csv").read_bytes()
+    content = content.replace(b'"Project","Description"', b'"Project","Task","Description"', 1)
+    errors = rejected_errors("c.csv", content)
+    assert errors == [
+        RowError(
+            1,
+            "Task",
+            "the header has 'Task' and 'Activity', which are one column",
+            "keep one of them and import the file again",
+        )
+    ]
+
+
+# --- the tracker's own billing state (billing semantics 10.2) ----------------------------------
+
+
+def test_invoiced_and_approval_changes_at_the_source_update_the_entry(northwind):
+    first = import_file(name="a.csv", content=harvest_bytes(harvest_row()))
+    entry = TimeEntry.objects.get()
+    assert (entry.tracker_invoiced, entry.tracker_approved) == (False, None)
+
+    header = [*harvest_row(), "Invoiced?", "Approved?"]
+    invoiced = write_csv(header, [[*harvest_row().values(), "Yes", "No"]])
+    result = import_file(name="b.csv", content=invoiced)
+
+    assert (first.created, result.updated) == (1, 1)
+    entry.refresh_from_db()
+    assert (entry.tracker_invoiced, entry.tracker_approved) == (True, False)
+
+
+def test_tracker_state_of_a_locked_entry_is_recorded_for_the_void(northwind):
+    header = [*harvest_row(), "Invoiced?", "Approved?"]
+    import_file(name="a.csv", content=write_csv(header, [[*harvest_row().values(), "Yes", "Yes"]]))
+    TimeEntry.objects.update(locked=True)
+
+    result = import_file(name="b.csv", content=harvest_bytes(harvest_row()))
+
+    assert result.frozen_changes == 1
+    pending = TimeEntry.objects.get().pending_source_change
+    # Back to the defaults, which the content leaves out: recorded all the same.
+    assert (pending["tracker_invoiced"], pending["tracker_approved"]) == (False, None)
+
+
+def test_content_hash_without_tracker_state_is_as_before_the_upgrade():
+    """Entries stored before tracker_invoiced / tracker_approved existed keep their hash: the
+    keys are hashed only when they differ from the defaults. The literal was computed with the
+    code before the fields existed."""
+    from timesheets.importing.service import EntryValues, IncomingEntry
+
+    values = EntryValues(
+        person=Person(pk=1),
+        client=Client(pk=2),
+        project=Project(pk=3),
+        task="Design",
+        date=date(2026, 10, 5),
+        start_time=time(9, 0),
+        duration_seconds=3600,
+        notes="Wireframes",
+        tracker_billable=True,
+    )
+    before = "cdc3cb835fa1cd3961e91ebc681b4cd70d14eb370acf246984a8c30ea45ce2fb"
+    assert IncomingEntry.of(external_id="x", values=values).content_hash == before
+    invoiced = IncomingEntry.of(external_id="x", values=replace(values, tracker_invoiced=True))
+    unapproved = IncomingEntry.of(external_id="x", values=replace(values, tracker_approved=False))
+    assert len({before, invoiced.content_hash, unapproved.content_hash}) == 3
+
+
+# --- Excel and other kinds of file ------------------------------------------------------------
+
+
+def workbook_bytes(rows, *, sheet_title="Detailed Time Report"):
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = sheet_title
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def test_xlsx_export_is_read_like_its_csv(northwind, northwind_dir):
+    header, rows = read_csv(northwind_dir / HARVEST_FILE)
+    hours = header.index("Hours")
+    day = header.index("Date")
+    typed = []
+    for cells in rows:
+        cells = list(cells)
+        # As Excel keeps them: real dates and numbers, not text.
+        cells[day] = datetime.fromisoformat(cells[day])
+        cells[hours] = float(cells[hours])
+        typed.append(cells)
+
+    result = import_file(name="harvest.xlsx", content=workbook_bytes([header, *typed]))
+
+    assert (result.source, result.rows, result.created) == ("harvest", 156, 156)
+    # Every Harvest hour value has two decimals, so the total is exact, as from the CSV.
+    assert sum(TimeEntry.objects.values_list("duration_seconds", flat=True)) == 819432
+    # The same entries as the CSV export: importing it changes nothing.
+    again = import_path(northwind_dir / HARVEST_FILE)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 156)
+
+
+def test_xlsx_clockify_with_time_cells_and_errors_on_sheet_rows(northwind):
+    header = ["Project", "Client", "Description", "Task", "User", "Email", "Billable"]
+    header += ["Start Date", "Start Time", "Duration (h)"]
+    good = ["Partner API", "Initech", "Review", "Development", "Finn Berg"]
+    good += ["finn@contractors.example", True, date(2026, 10, 1), time(9, 30), time(1, 15)]
+    bad = [*good[:6], "Maybe", date(2026, 10, 1), time(11, 0), timedelta(hours=30)]
+    content = workbook_bytes([[], header, good, bad])  # a blank first row, as some exports have
+
+    errors = rejected_errors("c.xlsx", content)
+
+    assert errors == [
+        RowError(
+            4,
+            "Duration (h)",
+            "duration '30:00:00' is 30:00:00, over the 24 hours one entry can last",
+            DURATION_HINT,
+        ),
+        RowError(
+            4,
+            "Billable",
+            "not a yes/no value: 'Maybe' (expected Yes or No)",
+            "the column holds Yes or No; export the report again",
+        ),
+    ]
+    import_file(name="c.xlsx", content=workbook_bytes([header, good]))
+    entry = TimeEntry.objects.get()
+    assert (entry.date, entry.start_time, entry.duration_seconds, entry.tracker_billable) == (
+        date(2026, 10, 1),
+        time(9, 30),
+        4500,
+        True,
+    )
+
+
+def test_xlsx_with_an_unknown_header_says_so(northwind):
+    errors = rejected_errors("x.xlsx", workbook_bytes([["foo", "bar"], [1, 2]]))
+    assert [error.reason for error in errors] == [
+        "unrecognised header: not a Harvest, Clockify or Toggl Track export"
+    ]
+
+
+def zip_bytes(members):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+WHAT_TO_EXPORT = (
+    'export the Harvest "Detailed time", Clockify "Detailed report" or Toggl Track "Detailed" '
+    "report as CSV or Excel (.xlsx)"
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "a PDF document"),
+        (
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100,
+            "an old Excel .xls workbook (or another Office 97-2003 file)",
+        ),
+        (
+            zip_bytes({"mimetype": "application/vnd.oasis.opendocument.spreadsheet"}),
+            "an OpenDocument spreadsheet (.ods)",
+        ),
+        (zip_bytes({"word/document.xml": "<w/>"}), "a Word document (.docx)"),
+        (
+            zip_bytes({"harvest.csv": "Date\n"}),
+            "a ZIP archive of CSV files (unpack it and import each file)",
+        ),
+        (b"PK\x03\x04broken", "a damaged ZIP archive"),
+        (b"<!DOCTYPE html><html><body>Sign in</body></html>", "an HTML or XML page"),
+        (b'[{"id": 1}]', "a JSON document"),
+        (b"\xff\xfeD\x00a\x00t\x00e\x00", 'UTF-16 text (Excel\'s "Unicode text")'),
+        (b"\x1f\x8b\x08\x00", "a gzip-compressed file"),
+        (b"Date\x00\x00\x01,Client", "a binary file"),
+    ],
+)
+def test_files_that_are_neither_csv_nor_xlsx_are_named(northwind, content, what):
+    assert rejected_errors("upload.xlsx", content) == [
+        RowError(None, None, f"not a CSV or Excel export: the file is {what}", WHAT_TO_EXPORT)
+    ]
+    assert_nothing_stored()
+
+
+def test_damaged_workbook_is_refused(northwind):
+    content = zip_bytes({"xl/workbook.xml": "<not a workbook", "[Content_Types].xml": "<x/>"})
+    [error] = rejected_errors("w.xlsx", content)
+    assert error.reason.startswith("not a readable Excel workbook")
+    assert error.hint == "export the report again"
+
+
+# --- limits (issue 14 item 3) -----------------------------------------------------------------
+
+
+def test_file_over_the_size_limit_is_refused_naming_the_setting(northwind, settings):
+    settings.IMPORT_MAX_FILE_BYTES = 1024
+    content = harvest_bytes(*[harvest_row(Notes=f"call {n}") for n in range(40)])
+    assert len(content) > 1024
+
+    assert rejected_errors("big.csv", content) == [
+        RowError(
+            None,
+            None,
+            f"the file is {len(content) // 1024} KB, over the limit of 1 KB "
+            "(setting IMPORT_MAX_FILE_BYTES)",
+            "export a shorter date range and import the files one by one",
+        )
+    ]
+    assert_nothing_stored()
+
+
+def test_rows_over_the_limit_are_refused_while_reading(northwind, settings, monkeypatch):
+    settings.IMPORT_MAX_ROWS = 3
+    parsed = []
+    real_parse_rows = service.parse_rows
+    monkeypatch.setattr(
+        service, "parse_rows", lambda **kwargs: parsed.append(1) or real_parse_rows(**kwargs)
+    )
+    content = harvest_bytes(*[harvest_row(Notes=f"call {n}") for n in range(4)])
+
+    assert rejected_errors("rows.csv", content) == [
+        RowError(
+            None,
+            None,
+            "the file has more than 3 rows, over the limit (setting IMPORT_MAX_ROWS)",
+            "export a shorter date range (or raise IMPORT_MAX_ROWS) and import the files one "
+            "by one",
+        )
+    ]
+    assert parsed == []  # refused before any row was parsed
+    assert import_file(name="ok.csv", content=harvest_bytes(harvest_row())).created == 1
+
+
+def test_rows_over_the_limit_in_a_workbook(northwind, settings):
+    settings.IMPORT_MAX_ROWS = 1
+    header = list(harvest_row())
+    content = workbook_bytes([header, list(harvest_row().values())] * 2)
+    [error] = rejected_errors("rows.xlsx", content)
+    assert error.reason == "the file has more than 1 rows, over the limit (setting IMPORT_MAX_ROWS)"
+
+
+def test_note_over_the_limit_is_a_row_error(northwind, settings):
+    settings.IMPORT_MAX_NOTE_CHARS = 20
+    content = harvest_bytes(harvest_row(Notes="x" * 20), harvest_row(Notes="y" * 21))
+    assert rejected_errors("n.csv", content) == [
+        RowError(
+            3,
+            "Notes",
+            "the note is 21 characters, over the limit of 20 (setting IMPORT_MAX_NOTE_CHARS)",
+            "shorten the note in the tracker and export again",
+        )
+    ]
+
+
+def test_cell_over_the_csv_field_limit_names_the_note_limit(northwind):
+    content = harvest_bytes(harvest_row(), harvest_row(Notes="z" * 200_000))
+    assert rejected_errors("n.csv", content) == [
+        RowError(
+            3,
+            None,
+            "a cell of this row is over 131,072 characters",
+            "notes may have at most 5,000 characters (setting IMPORT_MAX_NOTE_CHARS): shorten "
+            "it in the tracker and export again",
+        )
+    ]
+
+
+def test_workbook_that_unpacks_too_far_is_refused_unopened(northwind, settings):
+    header = list(harvest_row())
+    # Distinct notes (shared strings are stored once each), all but incompressible.
+    rows = [list(harvest_row(Notes=f"{n} " + "a" * 4000).values()) for n in range(60)]
+    content = workbook_bytes([header, *rows])
+    settings.IMPORT_MAX_FILE_BYTES = len(content)  # the upload itself is within the limit
+    [error] = rejected_errors("bomb.xlsx", content)
+    assert error.reason.endswith("(10 x setting IMPORT_MAX_FILE_BYTES)")
+    assert error.hint == "export a shorter date range, or export it as CSV"
+
+
+def test_command_refuses_an_oversized_file_unread(northwind, tmp_path, settings, capsys):
+    settings.IMPORT_MAX_FILE_BYTES = 10
+    path = tmp_path / "big.csv"
+    path.write_bytes(harvest_bytes(harvest_row()))
+    with pytest.raises(CommandError):
+        call_command("import_entries", str(path))
+    assert "over the limit of 10 bytes (setting IMPORT_MAX_FILE_BYTES)" in capsys.readouterr().err
+
+
+def test_upload_over_the_size_limit_is_listed_with_its_setting(admin_client, northwind, settings):
+    settings.IMPORT_MAX_FILE_BYTES = 10
+    upload = SimpleUploadedFile("big.csv", harvest_bytes(harvest_row()), "text/csv")
+    response = admin_client.post(
+        reverse("admin:timesheets_importbatch_import_csv"), {"files": [upload]}
+    )
+    assert response.status_code == 200
+    assert "setting IMPORT_MAX_FILE_BYTES" in response.content.decode()
+    assert_nothing_stored()
+
+
+def test_upload_of_an_xlsx_and_internal_time_choice(admin_client, northwind):
+    header = list(harvest_row())
+    content = workbook_bytes([header, list(harvest_row().values())])
+    upload = SimpleUploadedFile("harvest.xlsx", content, "application/octet-stream")
+    toggl = SimpleUploadedFile(
+        "toggl.csv", export_path("toggl_internal_time.csv").read_bytes(), "text/csv"
+    )
+    response = admin_client.post(
+        reverse("admin:timesheets_importbatch_import_csv"),
+        {"files": [upload, toggl], "internal_time": "skip"},
+        follow=True,
+    )
+    assert [str(message) for message in response.context["messages"]] == [
+        "harvest.xlsx: harvest, 1 rows: 1 created, 0 updated, 0 unchanged",
+        "toggl.csv: toggl, 1 rows: 1 created, 0 updated, 0 unchanged; 2 rows of internal time "
+        "(no client) skipped",
+    ]
+    assert TimeEntry.objects.count() == 2
+
+
+# --- every rejected row says what to do (issue 14) --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "harvest_30_hours.csv",
+        "harvest_bad_date.csv",
+        "harvest_latin1.csv",
+        "harvest_missing_hours_column.csv",
+        "harvest_negative_hours.csv",
+        "harvest_unknown_client.csv",
+    ],
+)
+def test_every_rejected_row_of_the_bad_files_says_what_to_do(northwind, bad_dir, filename):
+    with pytest.raises(ImportRejected) as raised:
+        import_path(bad_dir / filename)
+    assert all(error.hint for error in raised.value.errors)
