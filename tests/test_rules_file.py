@@ -140,9 +140,9 @@ def empty_configuration() -> None:
     Firm.objects.all().delete()
 
 
-def errors_of(text: str) -> list[str]:
+def errors_of(text: str, *, prune: bool = False) -> list[str]:
     with pytest.raises(RulesFileInvalid) as caught:
-        import_rules(text)
+        import_rules(text, prune=prune)
     return [str(error) for error in caught.value.errors]
 
 
@@ -229,7 +229,17 @@ def test_reimport_is_idempotent_and_keeps_ids(northwind_text):
     before_by_value = snapshot(ids=False)
     ids = {
         model: sorted(model.objects.values_list("id", flat=True))
-        for model in (Client, Project, Person, Category)
+        for model in (
+            Client,
+            Project,
+            Person,
+            Category,
+            ClassificationRule,
+            Rate,
+            BillingCode,
+            RateMultiplier,
+            Cap,
+        )
     }
 
     summary = import_rules(northwind_text)
@@ -241,19 +251,20 @@ def test_reimport_is_idempotent_and_keeps_ids(northwind_text):
     assert summary.categories.unchanged == 9
     assert summary.policies.unchanged == 4
     assert summary.firm == "unchanged"
-    # Replaced wholesale: the same rows, with new ids.
-    assert (summary.rates.deleted, summary.rates.created) == (8, 8)
-    after = snapshot(ids=True)
-    for kind in ("firm", "categories", "people", "clients", "projects", "policies"):
-        assert after[kind] == before[kind]
+    # Upserted by natural keys: the same rows, with the same ids.
+    for tally in (summary.rules, summary.rates, summary.billing_codes, summary.caps):
+        assert (tally.created, tally.updated, tally.deleted) == (0, 0, 0)
+    assert (summary.rules.unchanged, summary.rates.unchanged) == (3, 8)
+    assert snapshot(ids=True) == before
     assert snapshot(ids=False) == before_by_value
 
 
 @pytest.mark.django_db
-def test_reimport_updates_in_place_and_replaces_rows(northwind_text):
+def test_reimport_updates_in_place(northwind_text):
     import_rules(northwind_text)
     acme = Client.objects.get(name="Acme Legal LLP")
     project = Project.objects.get(code="ACME-LIT")
+    code = BillingCode.objects.get(client=acme, category__key="development")
     edited = (
         northwind_text.replace("name: Litigation support", "name: Litigation")
         .replace("development: L250", "development: L251")
@@ -264,8 +275,9 @@ def test_reimport_updates_in_place_and_replaces_rows(northwind_text):
 
     assert Client.objects.get(pk=acme.pk).name == "ACME Legal LLP"  # matched case-insensitively
     assert Project.objects.get(pk=project.pk).name == "Litigation"
-    assert BillingCode.objects.get(client=acme, category__key="development").code == "L251"
+    assert BillingCode.objects.get(pk=code.pk).code == "L251"
     assert (summary.clients.updated, summary.projects.updated) == (1, 1)
+    assert (summary.billing_codes.updated, summary.billing_codes.unchanged) == (1, 3)
 
 
 @pytest.mark.django_db
@@ -285,13 +297,20 @@ def test_project_names_can_be_swapped(northwind_text):
 
 
 @pytest.mark.django_db
-def test_absent_unused_category_is_deleted(northwind_text):
+def test_absent_unused_category_is_kept_or_pruned(northwind_text):
     import_rules(northwind_text)
     without_design = northwind_text.replace("- key: design\n  name: Design\n  billable: true\n", "")
 
-    summary = import_rules(without_design)
+    kept = import_rules(without_design)
 
-    assert summary.categories.deleted == 1
+    assert kept.categories.deleted == 0
+    assert "categories not in the file, kept (--prune deletes them): design" in kept.lines()
+    assert Category.objects.filter(key="design").exists()
+
+    pruned = import_rules(without_design, prune=True)
+
+    assert pruned.categories.deleted == 1
+    assert "categories not in the file, deleted: design" in pruned.lines()
     assert not Category.objects.filter(key="design").exists()
 
 
@@ -331,8 +350,8 @@ def test_invalid_file_lists_every_error_with_its_path_and_changes_nothing(northw
     errors = errors_of(broken_northwind(northwind_text))
 
     assert errors == [
-        "rules[2].notes_regex: not a valid regular expression: missing ), unterminated "
-        "subpattern at position 6",
+        r"rules[2].notes_regex: pattern '(?i)\b((kick-?off|discovery|stakeholder interview)\b' "
+        r"refused: missing ): (?i)\b((kick-?off|discovery|stakeholder interview)\b",
         "rates[3].from: not a date",
         "clients[0].minimum_hours: unknown field",
         "clients[0].billing_codes.devlopment: unknown category 'devlopment'",
@@ -522,7 +541,7 @@ def test_removing_a_used_category_is_refused_and_changes_nothing(northwind_text)
         "- key: design\n  name: Design\n  billable: true\n", ""
     ).replace("name: Northwind Consulting", "name: Northwind Ltd")
 
-    errors = errors_of(edited)
+    errors = errors_of(edited, prune=True)
 
     assert errors == [
         "categories: 'design' is absent but used by 2 classified entries; keep it in the file"
@@ -563,7 +582,7 @@ def test_clients_absent_from_the_file_are_kept_with_their_rows(northwind_text):
         "- key: design\n  name: Design\n  billable: true\n", ""
     )
 
-    assert errors_of(without_design) == [
+    assert errors_of(without_design, prune=True) == [
         "categories: 'design' is absent but used by 1 rule of clients not in the file; keep it "
         "in the file"
     ]
@@ -622,6 +641,7 @@ def test_export_is_canonical_yaml_with_quoted_decimals(northwind_text):
         "caps",
         "group_lines_by",
         "show_non_billable",
+        "bill_approved_only",
         "invoice_per_project",
         "payment_terms_days",
         "projects",
@@ -716,8 +736,8 @@ def test_import_command_lists_every_error_on_stderr(northwind_text, tmp_path):
 
     assert out == ""
     assert err.splitlines() == [
-        "rules[2].notes_regex: not a valid regular expression: missing ), unterminated "
-        "subpattern at position 6",
+        r"rules[2].notes_regex: pattern '(?i)\b((kick-?off|discovery|stakeholder interview)\b' "
+        r"refused: missing ): (?i)\b((kick-?off|discovery|stakeholder interview)\b",
         "rates[3].from: not a date",
         "clients[0].minimum_hours: unknown field",
         "clients[0].billing_codes.devlopment: unknown category 'devlopment'",

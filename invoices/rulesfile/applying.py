@@ -2,29 +2,33 @@
 
 The file is the whole billing configuration, applied with these semantics:
 - firm settings: updated in place (the one Firm row);
-- categories, people, clients, projects: upserted, so their ids (which entries, invoices and
-  classifications point at) survive a re-import. Categories absent from the file are deleted,
-  or refused while something still uses them; people, clients and projects absent from the
-  file are kept untouched, since time entries point at them;
+- every row is matched to the database by its natural key and written only if it changed, so
+  an unchanged import writes nothing (no new ids, no audit rows), and the ids that entries,
+  classifications and invoice lines cite survive a re-import:
+  categories by key, people by email, clients by name, projects by code (else name within the
+  client), and rules, rates, billing codes, rate multipliers and caps by the keys described in
+  `invoices.rulesfile.rows`;
 - each listed client's policy is set to exactly what the file says (defaults for what it
   leaves out);
-- rows that only exist as configuration (classification rules, rates, billing codes, rate
-  multipliers, caps) are replaced wholesale for the firm and for every listed client: deleted,
-  then created from the file. Rows of clients absent from the file are left alone.
+- rows in the file's scope that the file does not list (categories, firm-wide rules and rates,
+  and the rules, rates, codes, multipliers and caps of listed clients; e.g. made in the admin)
+  are kept and named in the summary, and deleted only with `prune`. People, clients and
+  projects absent from the file are always kept (time entries point at them), and the rows of
+  clients absent from the file are left alone.
 
-Problems only the database can reveal (a used category left out, a project code that belongs
-to another client) are collected before anything is written and raised together.
+Problems only the database can reveal (a used category pruned, a project code that belongs to
+another client, a kept rate the file would overlap) are collected before anything is written
+and raised together.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from django.db import models, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 
 from invoices.models import (
     BillingCode,
@@ -38,9 +42,11 @@ from invoices.models import (
     Rate,
     RateMultiplier,
 )
+from invoices.rulesfile import rows
 from invoices.rulesfile.errors import RulesError, RulesFileInvalid
 from invoices.rulesfile.loading import check_references, load_rules
-from invoices.rulesfile.schema import ClientSpec, ProjectSpec, RulesDocument, RuleSpec
+from invoices.rulesfile.rows import Matched, Refs, Wanted
+from invoices.rulesfile.schema import ClientSpec, ProjectSpec, RulesDocument
 from timesheets.models import Client, Person, Project
 
 
@@ -68,7 +74,6 @@ class ApplySummary:
     clients: Tally = field(default_factory=Tally)
     projects: Tally = field(default_factory=Tally)
     policies: Tally = field(default_factory=Tally)
-    # Replaced wholesale: `deleted` old rows, `created` new ones.
     rules: Tally = field(default_factory=Tally)
     rates: Tally = field(default_factory=Tally)
     billing_codes: Tally = field(default_factory=Tally)
@@ -78,7 +83,28 @@ class ApplySummary:
     people_not_in_file: list[str] = field(default_factory=list)
     clients_not_in_file: list[str] = field(default_factory=list)
     projects_not_in_file: list[str] = field(default_factory=list)
+    # Rows in the file's scope that it does not list, by kind (the labels of `lines()`):
+    # kept, or deleted when `pruned`.
+    not_in_file: dict[str, list[str]] = field(default_factory=dict)
+    pruned: bool = False
+    # Existing rules deleted and created anew to keep the file's order of trial.
+    rules_recreated: list[str] = field(default_factory=list)
     dry_run: bool = False
+
+    def changed(self) -> bool:
+        tallies = (
+            self.categories,
+            self.people,
+            self.clients,
+            self.projects,
+            self.policies,
+            self.rules,
+            self.rates,
+            self.billing_codes,
+            self.rate_multipliers,
+            self.caps,
+        )
+        return self.firm != "unchanged" or any(t.created or t.updated or t.deleted for t in tallies)
 
     def lines(self) -> list[str]:
         out = [
@@ -101,36 +127,46 @@ class ApplySummary:
         ):
             if names:
                 out.append(f"{label} not in the file, kept unchanged: {', '.join(names)}")
+        verdict = "deleted" if self.pruned else "kept (--prune deletes them)"
+        for label, names in self.not_in_file.items():
+            if names:
+                out.append(f"{label} not in the file, {verdict}: {', '.join(names)}")
+        if self.rules_recreated:
+            out.append(
+                "classification rules re-created so that rules of equal priority are tried in "
+                f"the order of the file: {', '.join(self.rules_recreated)}"
+            )
         if self.dry_run:
             out.append("dry run: the file is valid; nothing was saved")
         return out
 
 
-def import_rules(text: str, *, dry_run: bool = False) -> ApplySummary:
-    """Validate and apply a rules file, all or nothing. With dry_run, roll back at the end."""
+def import_rules(text: str, *, dry_run: bool = False, prune: bool = False) -> ApplySummary:
+    """Validate and apply a rules file, all or nothing. With dry_run, roll back at the end;
+    with prune, delete the rows in the file's scope that it does not list."""
     document = load_rules(text)
     with transaction.atomic():
-        summary = apply_rules(document)
+        summary = apply_rules(document, prune=prune)
         if dry_run:
             transaction.set_rollback(True)
             summary.dry_run = True
-    if not dry_run:
-        # Rules are re-created, so decisions must be re-taken: they name the rule that decided
-        # them, and changed rules may decide differently. Frozen entries are not touched.
+    if not dry_run and summary.changed():
+        # Changed rules, policies or categories may decide differently: decisions are re-taken
+        # (frozen entries are not touched). An import that changed nothing leaves them be.
         from invoices.classification import classify_entries, entries_to_classify
 
         classify_entries(entries_to_classify())
     return summary
 
 
-def apply_rules(document: RulesDocument) -> ApplySummary:
+def apply_rules(document: RulesDocument, *, prune: bool = False) -> ApplySummary:
     """Make the database's billing configuration what the document says (module docstring)."""
     check_references(document)
     with transaction.atomic():
-        # One import at a time: two interleaved wholesale replacements would mix their rows.
+        # One import at a time: two interleaved imports would match rows the other is changing.
         Firm.load()
         firm = Firm.objects.select_for_update().get(pk=1)
-        plan = _Plan.read(document)
+        plan = _Plan.read(document, prune=prune)
         errors = plan.problems()
         if errors:
             raise RulesFileInvalid(errors)
@@ -171,9 +207,16 @@ class _Plan:
     projects: dict[tuple[int, int], Project]
     # project index -> code owner in the database, for codes that belong to another client
     foreign_codes: dict[tuple[int, int], Project]
+    prune: bool
+    # The file's rules, rates, codes, multipliers and caps beside the rows they update.
+    rules: Matched
+    rates: Matched
+    billing_codes: Matched
+    rate_multipliers: Matched
+    caps: Matched
 
     @classmethod
-    def read(cls, document: RulesDocument) -> _Plan:
+    def read(cls, document: RulesDocument, *, prune: bool) -> _Plan:
         by_name = {c.name.casefold(): c for c in Client.objects.all()}
         clients = {i: by_name.get(spec.name.casefold()) for i, spec in enumerate(document.clients)}
         client_ids = [c.id for c in clients.values() if c is not None]
@@ -216,13 +259,28 @@ class _Plan:
                         matched[(ci, pj)] = existing
                         used.add(existing.id)
                         break
+        categories = {c.key: c for c in Category.objects.all()}
+        people = {p.email.casefold(): p for p in Person.objects.all()}
+        refs = Refs(
+            clients={i: c.id for i, c in clients.items() if c is not None},
+            projects={
+                spec.projects[pj].code.casefold(): project.id
+                for (ci, pj), project in matched.items()
+                for spec in (document.clients[ci],)
+                if spec.projects[pj].code
+            },
+            people={email: p.id for email, p in people.items()},
+            categories={key: c.id for key, c in categories.items()},
+        )
         return cls(
             document=document,
-            categories={c.key: c for c in Category.objects.all()},
-            people={p.email.casefold(): p for p in Person.objects.all()},
+            categories=categories,
+            people=people,
             clients=clients,
             projects=matched,
             foreign_codes=foreign,
+            prune=prune,
+            **_match_rows(document, refs, client_ids),
         )
 
     # --- checks -----------------------------------------------------------------------------
@@ -239,7 +297,35 @@ class _Plan:
                 )
             )
         errors.extend(self._name_clashes())
-        errors.extend(self._absent_categories_in_use())
+        if self.prune:
+            errors.extend(self._absent_categories_in_use())
+        else:
+            errors.extend(self._overlaps_with_kept_rates())
+        return errors
+
+    def _overlaps_with_kept_rates(self) -> list[RulesError]:
+        """A rate the file does not list is kept (without prune): the file's rows for the same
+        target must leave room for it, or the database's exclusion constraint would refuse the
+        import with no word of which rows."""
+        errors = []
+        kept: dict[tuple, list[Rate]] = {}
+        for row in self.rates.unlisted:
+            kept.setdefault(rows.rate_row_key(row)[:4], []).append(row)
+        for item in self.rates.wanted:
+            start, end = item.spec.valid_from, item.spec.valid_to
+            for row in kept.get(item.key[:4], []):
+                lo = max(start or dt.date.min, row.valid_from or dt.date.min)
+                hi = min(end or dt.date.max, row.valid_to or dt.date.max)
+                if lo > hi:
+                    continue
+                errors.append(
+                    RulesError(
+                        path=item.path,
+                        message=f"overlaps rate #{row.pk} ({rows.rate_target(row)}, "
+                        f"{rows.date_range(*_open(lo, hi))}), which the file does not list; "
+                        "list it in the file, or end this row before it, or import with --prune",
+                    )
+                )
         return errors
 
     def _name_clashes(self) -> list[RulesError]:
@@ -275,8 +361,9 @@ class _Plan:
         absent = [c for key, c in sorted(self.categories.items()) if key not in listed]
         if not absent:
             return []
-        # Rows of the listed clients and firm-wide rules are about to be replaced, so only
-        # what stays counts: classifications, invoice lines, and rows of clients not listed.
+        # With prune, the rows of the listed clients and firm-wide ones that the file does not
+        # list are deleted and those it lists name listed categories, so only what stays
+        # counts: classifications, invoice lines, and rows of clients not listed.
         listed_ids = [c.id for c in self.clients.values() if c is not None]
         errors = []
         for category in absent:
@@ -374,9 +461,9 @@ class _Plan:
         for ci, spec in enumerate(doc.clients):
             self._write_policy(clients[ci], spec, summary)
 
-        self._delete_replaced(listed_ids, summary)
+        self._delete_rows(summary)
         self._delete_absent_categories(summary)
-        self._create_rows(clients, projects, summary)
+        self._write_rows(clients, projects, summary)
         return summary
 
     def _write_projects(
@@ -432,6 +519,7 @@ class _Plan:
             "discount_percent": spec.discount_percent,
             "group_lines_by": spec.group_lines_by,
             "show_non_billable": spec.show_non_billable,
+            "bill_approved_only": spec.bill_approved_only,
             "invoice_per_project": spec.invoice_per_project,
             "payment_terms_days": spec.payment_terms_days,
         }
@@ -452,127 +540,202 @@ class _Plan:
         else:
             summary.policies.unchanged += 1
 
-    def _delete_replaced(self, listed_ids: list[int], summary: ApplySummary) -> None:
-        listed = Q(client_id__in=listed_ids)
-        # A project row belongs to its project's client whatever its own client column says
-        # (invoices.configuration reads it that way).
-        listed_or_project = listed | Q(project__client_id__in=listed_ids)
-        deletions: list[tuple[Tally, QuerySet[Any]]] = [
-            (summary.rules, ClassificationRule.objects.filter(listed | Q(client__isnull=True))),
+    def _kinds(self, summary: ApplySummary) -> list[tuple[str, Matched, Tally, Any]]:
+        return [
+            ("classification rules", self.rules, summary.rules, rows.describe_rule),
+            ("rates", self.rates, summary.rates, rows.describe_rate),
             (
-                summary.rates,
-                Rate.objects.filter(
-                    listed_or_project | Q(client__isnull=True, project__isnull=True)
-                ),
+                "billing codes",
+                self.billing_codes,
+                summary.billing_codes,
+                rows.describe_billing_code,
             ),
-            (summary.billing_codes, BillingCode.objects.filter(listed)),
-            (summary.rate_multipliers, RateMultiplier.objects.filter(listed)),
-            (summary.caps, Cap.objects.filter(listed_or_project)),
+            (
+                "rate multipliers",
+                self.rate_multipliers,
+                summary.rate_multipliers,
+                rows.describe_multiplier,
+            ),
+            ("caps", self.caps, summary.caps, rows.describe_cap),
         ]
-        for tally, queryset in deletions:
-            _, by_model = queryset.delete()
-            tally.deleted = by_model.get(queryset.model._meta.label, 0)
+
+    def _delete_rows(self, summary: ApplySummary) -> None:
+        """Deletions first: a rate row pruned may be the one a new row takes the dates of."""
+        summary.pruned = self.prune
+        summary.not_in_file["categories"] = []  # filled by _delete_absent_categories
+        summary.rules_recreated = [rows.describe_rule(r) for r in self.rules.recreated()]
+        for label, matched, tally, describe in self._kinds(summary):
+            summary.not_in_file[label] = [describe(row) for row in matched.unlisted]
+            doomed = [row.pk for row in matched.recreated()]
+            if self.prune:
+                doomed += [row.pk for row in matched.unlisted]
+            if doomed:
+                model = type((matched.recreated() or matched.unlisted)[0])
+                model.objects.filter(pk__in=doomed).delete()
+                tally.deleted = len(doomed)
 
     def _delete_absent_categories(self, summary: ApplySummary) -> None:
         listed = {c.key for c in self.document.categories}
-        absent = [key for key in self.categories if key not in listed]
-        if absent:
+        absent = [key for key in sorted(self.categories) if key not in listed]
+        summary.not_in_file["categories"] = absent
+        if absent and self.prune:
             # problems() has made sure nothing PROTECTs them any more.
             Category.objects.filter(key__in=absent).delete()
             summary.categories.deleted = len(absent)
             for key in absent:
                 del self.categories[key]
 
-    def _create_rows(
+    def _write_rows(
         self, clients: dict[int, Client], projects: dict[str, Project], summary: ApplySummary
     ) -> None:
-        doc = self.document
-        rules: list[ClassificationRule] = []
-        rates: list[Rate] = []
-        codes: list[BillingCode] = []
-        multipliers: list[RateMultiplier] = []
-        caps: list[Cap] = []
+        """Update what changed, then create what is new, in the order of the file."""
 
-        def rule_row(spec: RuleSpec, client: Client | None) -> ClassificationRule:
-            return ClassificationRule(
-                client=client,
-                priority=spec.priority,
-                task=spec.task or "",
-                notes_regex=spec.notes_regex or "",
-                project=projects[spec.project.casefold()] if spec.project else None,
-                category=self.categories[spec.category],
-            )
+        def client_id(item: Wanted) -> int | None:
+            return clients[item.client].id if item.client is not None else None
 
-        def rate_row(
-            *,
-            client: Client | None,
-            project: str | None,
-            person: str | None,
-            role: str | None,
-            rate: Decimal,
-            valid_from: dt.date | None,
-            valid_to: dt.date | None,
-        ) -> Rate:
-            return Rate(
-                client=client,
-                project=projects[project.casefold()] if project else None,
-                person=self.people[person.casefold()] if person else None,
-                role=role or "",
-                rate=rate,
-                valid_from=valid_from,
-                valid_to=valid_to,
-            )
+        def project_id(code: str | None) -> int | None:
+            return projects[code.casefold()].id if code else None
 
-        rules.extend(rule_row(spec, None) for spec in doc.rules)
-        for spec in doc.rates:
-            rates.append(
-                rate_row(
-                    client=None,
-                    project=None,
-                    person=spec.person,
-                    role=spec.role,
-                    rate=spec.rate,
-                    valid_from=spec.valid_from,
-                    valid_to=spec.valid_to,
-                )
-            )
-        for ci, spec in enumerate(doc.clients):
-            client = clients[ci]
-            for rate in spec.rates:
-                rates.append(
-                    rate_row(
-                        client=client,
-                        project=rate.project,
-                        person=rate.person,
-                        role=rate.role,
-                        rate=rate.rate,
-                        valid_from=rate.valid_from,
-                        valid_to=rate.valid_to,
-                    )
-                )
-            rules.extend(rule_row(rule, client) for rule in spec.rules)
-            codes.extend(
-                BillingCode(client=client, category=self.categories[key], code=code)
-                for key, code in spec.billing_codes.items()
-            )
-            multipliers.extend(
-                RateMultiplier(client=client, category=self.categories[key], factor=factor)
-                for key, factor in spec.rate_multipliers.items()
-            )
-            caps.extend(
-                Cap(client=client, project=projects[cap.project.casefold()], amount=cap.amount)
-                for cap in spec.caps
-            )
+        def category_id(key: str) -> int:
+            return self.categories[key].id
 
-        # bulk_create keeps the file's order in the ids, and rules of equal priority are
-        # tried by id: the order in the file is the order of trial.
-        ClassificationRule.objects.bulk_create(rules)
-        Rate.objects.bulk_create(rates)
-        BillingCode.objects.bulk_create(codes)
-        RateMultiplier.objects.bulk_create(multipliers)
-        Cap.objects.bulk_create(caps)
-        summary.rules.created = len(rules)
-        summary.rates.created = len(rates)
-        summary.billing_codes.created = len(codes)
-        summary.rate_multipliers.created = len(multipliers)
-        summary.caps.created = len(caps)
+        def rule_values(item: Wanted) -> dict[str, object]:
+            spec = item.spec
+            return {
+                "client_id": client_id(item),
+                "priority": spec.priority,
+                "task": spec.task or "",
+                "notes_regex": spec.notes_regex or "",
+                "project_id": project_id(spec.project),
+                "category_id": category_id(spec.category),
+            }
+
+        def rate_values(item: Wanted) -> dict[str, object]:
+            spec = item.spec
+            return {
+                "client_id": client_id(item),
+                "project_id": project_id(getattr(spec, "project", None)),
+                "person_id": self.people[spec.person.casefold()].id if spec.person else None,
+                "role": spec.role or "",
+                "rate": spec.rate,
+                "valid_from": spec.valid_from,
+                "valid_to": spec.valid_to,
+            }
+
+        def code_values(item: Wanted) -> dict[str, object]:
+            key, code = item.spec
+            return {"client_id": client_id(item), "category_id": category_id(key), "code": code}
+
+        def multiplier_values(item: Wanted) -> dict[str, object]:
+            key, factor = item.spec
+            return {
+                "client_id": client_id(item),
+                "category_id": category_id(key),
+                "factor": factor,
+            }
+
+        def cap_values(item: Wanted) -> dict[str, object]:
+            return {
+                "client_id": client_id(item),
+                "project_id": project_id(item.spec.project),
+                "amount": item.spec.amount,
+            }
+
+        writes: list[tuple[Matched, Tally, type[models.Model], Any]] = [
+            (self.rules, summary.rules, ClassificationRule, rule_values),
+            (self.rates, summary.rates, Rate, rate_values),
+            (self.billing_codes, summary.billing_codes, BillingCode, code_values),
+            (self.rate_multipliers, summary.rate_multipliers, RateMultiplier, multiplier_values),
+            (self.caps, summary.caps, Cap, cap_values),
+        ]
+        for matched, tally, model, values_of in writes:
+            # Updates before creations: a rate row ended here makes room for a new one.
+            for item in matched.updates():
+                _save(item.existing, values_of(item), tally)
+            # bulk_create keeps the file's order in the ids, and rules of equal priority are
+            # tried by id: the order in the file is the order of trial.
+            created = model.objects.bulk_create(
+                [model(**values_of(item)) for item in matched.creations()]
+            )
+            tally.created = len(created)
+
+
+def _open(lo: dt.date, hi: dt.date) -> tuple[dt.date | None, dt.date | None]:
+    return (None if lo == dt.date.min else lo, None if hi == dt.date.max else hi)
+
+
+def _match_rows(document: RulesDocument, refs: Refs, client_ids: list[int]) -> dict[str, Matched]:
+    """The file's rows beside the database rows of its scope (see `invoices.rulesfile.rows`)."""
+    listed = set(client_ids)
+    scopes: list[tuple[str, int | None, Any]] = [("", None, document)]
+    scopes += [(f"clients[{ci}].", ci, spec) for ci, spec in enumerate(document.clients)]
+
+    wanted_rules, wanted_rates = [], []
+    wanted_codes, wanted_multipliers, wanted_caps = [], [], []
+    for prefix, ci, container in scopes:
+        client = refs.client(ci)
+        for r, rule in enumerate(container.rules):
+            key = rows.rule_key(
+                client,
+                rule.task or "",
+                rule.notes_regex or "",
+                refs.project(rule.project),
+                refs.category(rule.category),
+            )
+            wanted_rules.append(Wanted(f"{prefix}rules[{r}]", ci, rule, key))
+        for r, rate in enumerate(container.rates):
+            key = rows.rate_key(
+                client,
+                refs.project(getattr(rate, "project", None)),
+                refs.person(rate.person),
+                rate.role or "",
+                rate.valid_from,
+            )
+            wanted_rates.append(Wanted(f"{prefix}rates[{r}]", ci, rate, key))
+        if ci is None:
+            continue
+        for name, pair in container.billing_codes.items():
+            key = (client, refs.category(name))
+            wanted_codes.append(Wanted(f"{prefix}billing_codes.{name}", ci, (name, pair), key))
+        for name, factor in container.rate_multipliers.items():
+            key = (client, refs.category(name))
+            path = f"{prefix}rate_multipliers.{name}"
+            wanted_multipliers.append(Wanted(path, ci, (name, factor), key))
+        for c, cap in enumerate(container.caps):
+            wanted_caps.append(Wanted(f"{prefix}caps[{c}]", ci, cap, (refs.project(cap.project),)))
+
+    listed_q = Q(client_id__in=listed)
+    rules = rows.match(
+        wanted_rules,
+        ClassificationRule.objects.filter(listed_q | Q(client__isnull=True)).select_related(
+            "client", "project", "category"
+        ),
+        rows.rule_row_key,
+        prefer=rows.same_priority_first,
+    )
+    rows.keep_order_of_trial(rules.wanted)
+    rate_rows = [
+        r
+        for r in Rate.objects.filter(
+            listed_q | Q(project__client_id__in=listed) | Q(client__isnull=True)
+        ).select_related("client", "project__client", "person")
+        if rows.rate_client_id(r) in listed or (r.client_id is None and r.project_id is None)
+    ]
+    cap_rows = Cap.objects.filter(listed_q | Q(project__client_id__in=listed)).select_related(
+        "project__client"
+    )
+    return {
+        "rules": rules,
+        "rates": rows.match(wanted_rates, rate_rows, rows.rate_row_key),
+        "billing_codes": rows.match(
+            wanted_codes,
+            BillingCode.objects.filter(listed_q).select_related("client", "category"),
+            lambda row: (row.client_id, row.category_id),
+        ),
+        "rate_multipliers": rows.match(
+            wanted_multipliers,
+            RateMultiplier.objects.filter(listed_q).select_related("client", "category"),
+            lambda row: (row.client_id, row.category_id),
+        ),
+        "caps": rows.match(wanted_caps, cap_rows, lambda row: (row.project_id,)),
+    }

@@ -201,6 +201,7 @@ def build_document() -> dict[str, Any]:
         item["caps"] = sorted(caps.get(client.id, []), key=lambda c: c["project"].casefold())
         item["group_lines_by"] = str(policy.group_lines_by)
         item["show_non_billable"] = policy.show_non_billable
+        item["bill_approved_only"] = policy.bill_approved_only
         item["invoice_per_project"] = policy.invoice_per_project
         item["payment_terms_days"] = policy.payment_terms_days
         item["projects"] = [

@@ -35,9 +35,38 @@ M = TypeVar("M", bound=BaseModel)
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 
+# The schema's deepest value is 6 levels down (the file, clients, a client, its rates, a rate,
+# its amount); the limit leaves room for honest mistakes and stays far below Python's recursion
+# limit, which PyYAML's recursive composer would otherwise hit with a raw RecursionError.
+MAX_DEPTH = 100
+SCHEMA_DEPTH = 6
+
+
+class _TooDeep(yaml.MarkedYAMLError):
+    pass
+
+
 class _RulesLoader(yaml.SafeLoader):
     """SafeLoader that reads numbers with a fraction as Decimal, leaves dates as text for the
-    schema to judge, and refuses a key given twice in one mapping."""
+    schema to judge, refuses a key given twice in one mapping, and refuses nesting deeper than
+    MAX_DEPTH where it starts."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(
+                    problem=f"nested more than {MAX_DEPTH} levels deep; a rules file needs at "
+                    f"most {SCHEMA_DEPTH}",
+                    problem_mark=self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         # PyYAML silently keeps the last of two equal keys: a second `rates:` under a client
@@ -106,7 +135,7 @@ def parse_yaml(text: str) -> dict[str, Any]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        if isinstance(exc, yaml.constructor.ConstructorError):
+        if isinstance(exc, yaml.constructor.ConstructorError | _TooDeep):
             message = f"{where}{exc.problem}"
         else:
             message = f"{where}YAML syntax error: {exc.problem}"
@@ -299,11 +328,31 @@ def reference_problems(raw: dict[str, Any]) -> list[_Problem]:
         return True
 
     def check_rules(container: object, prefix: Loc, client: int | None) -> None:
+        # A rule is known by its matchers and category (the import updates it by them), so
+        # two rules alike in those but their priority would be one row in the database.
+        seen: dict[tuple[str, ...], Loc] = {}
         for r, item in _items(container, "rules"):
             if category := _text_field(item, "category"):
                 check_category(category, (*prefix, r, "category"))
             if project := _text_field(item, "project"):
                 check_project(project, (*prefix, r, "project"), client)
+            matchers = (
+                (_text_field(item, "task") or "").casefold(),
+                _text_field(item, "notes_regex") or "",
+                (project or "").casefold(),
+            )
+            if category and any(matchers):
+                identity = (*matchers, category)
+                if identity in seen:
+                    problems.append(
+                        _Problem(
+                            (*prefix, r),
+                            "duplicate rule: same matchers and category as "
+                            f"{format_path(seen[identity])}",
+                        )
+                    )
+                else:
+                    seen[identity] = (*prefix, r)
 
     check_rules(raw, ("rules",), None)
 

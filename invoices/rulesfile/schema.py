@@ -34,6 +34,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from invoices.core.classify import NotesPatternRefused, compile_notes_pattern
+
 # The choices of `invoices.core.policy` (RoundingMode, RoundingLocus, GroupBy) and of
 # Project.Billing, spelled out because strict pydantic accepts only enum instances for enum
 # fields; tests check the two lists agree.
@@ -94,15 +96,13 @@ def _empty_dict_if_none(value: object) -> object:
 
 
 def _compiles(pattern: str) -> str:
+    # The engine classification matches with (RE2, linear time), not Python's `re`: a pattern
+    # is valid exactly when the rules can run it.
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        where = f" at position {exc.pos}" if exc.pos is not None else ""
-        raise PydanticCustomError(
-            "bad_regex",
-            "not a valid regular expression: {problem}{where}",
-            {"problem": exc.msg, "where": where},
-        ) from None
+        compile_notes_pattern(pattern)
+    except NotesPatternRefused as refused:
+        # The reason is passed as context: a pattern's own braces (`a{2000}`) are no template.
+        raise PydanticCustomError("bad_regex", "{refused}", {"refused": str(refused)}) from None
     return pattern
 
 
@@ -287,6 +287,7 @@ class ClientSpec(_Strict):
     caps: Annotated[list[CapSpec], BeforeValidator(_empty_list_if_none)] = []
     group_lines_by: GroupByValue = "entry"
     show_non_billable: bool = False
+    bill_approved_only: bool = False
     invoice_per_project: bool = False
     payment_terms_days: Days = 30
     projects: Annotated[list[ProjectSpec], BeforeValidator(_empty_list_if_none)] = []

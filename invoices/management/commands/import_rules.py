@@ -1,8 +1,10 @@
-"""manage.py import_rules FILE [--dry-run]
+"""manage.py import_rules FILE [--dry-run] [--prune]
 
-Applies a rules file (the firm's whole billing configuration) all or nothing. On success it
-prints what changed, per kind of row; on failure it prints every problem, one per line with its
-path in the file, to stderr and exits with status 1 having changed nothing.
+Applies a rules file (the firm's whole billing configuration) all or nothing, writing only the
+rows that changed. On success it prints, per kind of row, how many were created, updated, left
+unchanged and deleted, and names the rows the file does not list (kept, or deleted with
+--prune); on failure it prints every problem, one per line with its path in the file, to stderr
+and exits with status 1 having changed nothing.
 """
 
 from pathlib import Path
@@ -23,8 +25,15 @@ class Command(BaseCommand):
             action="store_true",
             help="Validate and apply inside a transaction, report, then roll everything back.",
         )
+        parser.add_argument(
+            "--prune",
+            action="store_true",
+            help="Delete the categories, rules, rates, billing codes, rate multipliers and caps "
+            "(firm-wide, or of a client the file lists) that the file does not list. Without "
+            "it they are kept and named in the report.",
+        )
 
-    def handle(self, *args: Any, file: Path, dry_run: bool, **options: Any) -> None:
+    def handle(self, *args: Any, file: Path, dry_run: bool, prune: bool, **options: Any) -> None:
         try:
             text = file.read_text(encoding="utf-8")
         except OSError as error:
@@ -32,7 +41,7 @@ class Command(BaseCommand):
         except UnicodeDecodeError:
             raise CommandError(f"{file}: not UTF-8 text; save the file as UTF-8") from None
         try:
-            summary = import_rules(text, dry_run=dry_run)
+            summary = import_rules(text, dry_run=dry_run, prune=prune)
         except RulesFileInvalid as rejection:
             for error in rejection.errors:
                 self.stderr.write(str(error))
