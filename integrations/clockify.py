@@ -17,6 +17,14 @@ Reports API live on different hosts, both configurable (regional and subdomain w
   shorter than the page size. Durations are ISO 8601 (`PT1H30M`).
 - Rates are integers in minor units (10500 = 105.00): read as `Decimal` / 100.
 - A running entry has no end and no duration.
+- The tracker's billing state [G]: neither the core time entry (`TimeEntryWithRatesDtoV1`) nor
+  the detailed report's published rows name an invoiced field, though Clockify marks entries
+  invoiced (its CSV export has `Invoiced`, and `PATCH .../time-entries/invoiced` sets it). An
+  `invoiced` (or `isInvoiced`) boolean is read where an answer carries one; otherwise an entry
+  is not invoiced. Approval: `approvalStatus` (APPROVED / PENDING / REJECTED / UNSUBMITTED) is
+  read where carried [G]; `approvalRequestId` alone is not read as approval, because an entry
+  belongs to its approval request before the request is approved. Without either, approval is
+  unknown (None).
 
 Errors, each named, never carrying the key:
 
@@ -103,10 +111,27 @@ class ClockifyTimeEntry:
     duration_seconds: int | None  # None while running
     hourly_rate: Decimal | None  # currency units, from cents
     currency: str
+    invoiced: bool = False  # [G] see the module notes
+    approved: bool | None = None  # [G] None: the answer does not say
+    type: str = "REGULAR"  # REGULAR | BREAK | HOLIDAY | TIME_OFF (api-notes 2.2)
 
     @property
     def is_running(self) -> bool:
         return self.end is None or self.duration_seconds is None
+
+
+_APPROVAL_STATUSES = {"APPROVED": True, "PENDING": False, "REJECTED": False, "UNSUBMITTED": False}
+
+
+def _billing_state(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """invoiced / approved / type of one entry, from the fields named in the module notes."""
+    invoiced = raw.get("invoiced", raw.get("isInvoiced"))
+    status = raw.get("approvalStatus")
+    return {
+        "invoiced": invoiced is True,
+        "approved": _APPROVAL_STATUSES.get(str(status).upper()) if status else None,
+        "type": str(raw.get("type") or "REGULAR").upper(),
+    }
 
 
 def format_timestamp(value: dt.datetime, *, millis: bool = False) -> str:
@@ -177,6 +202,7 @@ def _report_entry(raw: Mapping[str, Any]) -> ClockifyTimeEntry:
         duration_seconds=duration if end else None,
         hourly_rate=rate,
         currency=currency,
+        **_billing_state(raw),
     )
 
 
@@ -204,6 +230,7 @@ def _core_entry(raw: Mapping[str, Any], user: ClockifyUser | None) -> ClockifyTi
         duration_seconds=iso_duration_seconds(duration) if end and duration else None,
         hourly_rate=rate,
         currency=currency,
+        **_billing_state(raw),
     )
 
 

@@ -102,6 +102,26 @@ class HarvestTimeEntry:
     billable_rate: Decimal | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    # Harvest's own billing state (api-notes 1.3): billed on a Harvest invoice, approved through
+    # Timesheet Approval ("closed"), and why the entry is locked.
+    is_billed: bool = False
+    is_closed: bool = False
+    locked_reason: str = ""
+    invoice_id: int | None = None
+
+    @property
+    def invoiced(self) -> bool:
+        """On a Harvest invoice: `is_billed`, an `invoice`, or locked with a reason naming one
+        ("Item Invoiced and Approved and Locked for this Time Period")."""
+        locked_by_invoice = self.is_locked and "invoiced" in self.locked_reason.casefold()
+        return self.is_billed or self.invoice_id is not None or locked_by_invoice
+
+    @property
+    def approved(self) -> bool:
+        """Approved in Harvest: `is_closed` (the docs: "approved via Timesheet Approval"), or
+        locked with a reason naming an approval. Harvest always says, so never None."""
+        locked_by_approval = self.is_locked and "approved" in self.locked_reason.casefold()
+        return self.is_closed or locked_by_approval
 
 
 def format_timestamp(value: dt.datetime) -> str:
@@ -128,6 +148,7 @@ def _entry(raw: Mapping[str, Any]) -> HarvestTimeEntry:
     hours = _decimal(raw["hours"])
     if hours is None:
         raise ValueError("hours is null")
+    invoice = _named(raw.get("invoice"))
     return HarvestTimeEntry(
         id=int(raw["id"]),
         spent_date=dt.date.fromisoformat(raw["spent_date"]),
@@ -150,6 +171,10 @@ def _entry(raw: Mapping[str, Any]) -> HarvestTimeEntry:
         billable_rate=_decimal(raw.get("billable_rate")),
         created_at=parse_timestamp(raw["created_at"]),
         updated_at=parse_timestamp(raw["updated_at"]),
+        is_billed=bool(raw.get("is_billed", False)),
+        is_closed=bool(raw.get("is_closed", False)),
+        locked_reason=str(raw.get("locked_reason") or ""),
+        invoice_id=int(invoice["id"]) if invoice.get("id") is not None else None,
     )
 
 

@@ -16,6 +16,10 @@ and the literal password `api_token`.
   response headers back as `first_id` / `first_row_number`; no headers: last page.
 - Durations are seconds; a running entry has a negative duration and no stop.
 - Rates are cents (`hourly_rate_in_cents`), read as `Decimal` / 100.
+- No invoiced or approval state: neither the v9 time entry nor the Reports v3 row (api-notes
+  3.2, 3.3) carries one, so entries from Toggl are never marked invoiced and their approval is
+  unknown. Nothing is guessed here; if Toggl adds such a field, read it in `_v9_entry` /
+  `_report_entries` and pass it on as Harvest and Clockify do.
 
 Quotas (since Sep 2025): 30-600 requests per hour; when used up Toggl answers **402**, and a
 burst limiter answers 429. Errors, each named, never carrying the token:

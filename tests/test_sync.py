@@ -33,6 +33,7 @@ from tests.fakes.clockify_server import clockify_server, hex_id  # noqa: F401 - 
 from tests.fakes.harvest_server import harvest_server  # noqa: F401 - fixture
 from tests.fakes.toggl_server import toggl_server  # noqa: F401 - fixture
 from timesheets import sync, tasks
+from timesheets.importing.keys import content_hash
 from timesheets.models import (
     ExternalPerson,
     ExternalProject,
@@ -44,6 +45,7 @@ from timesheets.models import (
 )
 from timesheets.signals import entries_imported
 from timesheets.sync import storing
+from timesheets.sync.remote import RemoteEntry, RemoteProject, RemoteUser
 
 pytestmark = pytest.mark.django_db
 KEY = Fernet.generate_key().decode()
@@ -1485,3 +1487,169 @@ def test_sync_admin_pages_render(admin_client, firm, harvest_api):
         assert admin_client.get(url).status_code == 200, url
     waiting = admin_client.get(reverse("admin:timesheets_heldentry_changelist")).content.decode()
     assert "waits" in waiting and "1:00" in waiting
+
+
+# --- the tracker's own billing state (billing semantics 10.2, issue 10 defect 5) -----------------
+
+
+def tracker_state(external_id):
+    entry = TimeEntry.objects.get(external_id=str(external_id))
+    return entry.tracker_invoiced, entry.tracker_approved
+
+
+def test_harvest_invoiced_and_approved_state_is_stored(firm, harvest_api):
+    fake = harvest_api
+    harvest_people(fake)
+
+    def entry(**state):
+        return fake.add_entry(user_id=101, project_id=201, spent_date=DAY, hours="1", **state)
+
+    plain = entry()
+    billed = entry(is_billed=True)
+    on_invoice = entry(invoice={"id": 13150403, "number": "1001"})
+    locked_invoiced = entry(
+        is_locked=True, locked_reason="Item Invoiced and Approved and Locked for this Time Period"
+    )
+    closed = entry(is_closed=True)
+    locked_approved = entry(
+        is_locked=True, locked_reason="Item Approved and Locked for this Time Period"
+    )
+    conn = harvest_connection(fake)
+
+    assert run(conn).created == 6
+
+    assert tracker_state(plain["id"]) == (False, False)  # Harvest always says: not approved
+    assert tracker_state(billed["id"]) == (True, False)
+    assert tracker_state(on_invoice["id"]) == (True, False)
+    assert tracker_state(locked_invoiced["id"]) == (True, True)
+    assert tracker_state(closed["id"]) == (False, True)
+    assert tracker_state(locked_approved["id"]) == (False, True)
+
+    # Invoiced in Harvest after the first sync: an update of the same entry.
+    fake.edit_entry(plain["id"], is_billed=True, is_closed=True)
+    result = run(conn, window=True)
+    assert result.updated == 1
+    assert tracker_state(plain["id"]) == (True, True)
+
+
+def test_harvest_invoicing_of_an_entry_on_an_approved_invoice_is_recorded(
+    firm, harvest_api, approver
+):
+    fake = harvest_api
+    harvest_people(fake)
+    made = fake.add_entry(user_id=101, project_id=201, spent_date=DAY, hours="1")
+    conn = harvest_connection(fake)
+    run(conn)
+    period = Period.month(f"{DAY:%Y-%m}")
+    approve_invoice(invoice=draft_invoices(period=period).invoices[0], user=approver)
+
+    fake.edit_entry(made["id"], is_billed=True)
+    result = run(conn, window=True)
+
+    assert result.frozen == 1
+    entry = TimeEntry.objects.get(external_id=str(made["id"]))
+    assert entry.tracker_invoiced is False  # as billed here, until the invoice is voided
+    assert entry.pending_source_change["tracker_invoiced"] is True
+    assert entry.pending_source_change["tracker_approved"] is False
+
+
+def test_clockify_invoiced_and_approval_state_is_stored(firm, clockify_api):
+    cf = clockify_api
+    clockify_firm(cf)
+
+    def entry(hour, **state):
+        return cf.add_entry(
+            user_id=hex_id(0xA1), project_id=hex_id(0xB1), start=at(hour), seconds=600, **state
+        )
+
+    plain = entry(8)
+    invoiced = entry(9, invoiced=True)
+    approved = entry(10, approval_status="APPROVED")
+    pending = entry(11, approval_status="PENDING")
+    for api in ("reports", "user"):
+        TimeEntry.objects.all().delete()
+        conn = clockify_connection(cf, name=f"Clockify {api}", options={"api": api})
+
+        assert run(conn).created == 4
+
+        assert tracker_state(plain["id"]) == (False, None)  # the answer does not say
+        assert tracker_state(invoiced["id"]) == (True, None)
+        assert tracker_state(approved["id"]) == (False, True)
+        assert tracker_state(pending["id"]) == (False, False)
+
+
+def test_toggl_entries_have_no_tracker_state_and_keep_their_hash(firm, toggl_api):
+    tg = toggl_api
+    toggl_firm(tg)
+    made = tg.add_entry(user_id=42, project_id=193791, start=at(9), seconds=600)
+    conn = toggl_connection(tg)
+    run(conn)
+
+    entry = TimeEntry.objects.get(external_id=str(made["id"]))
+    assert (entry.tracker_invoiced, entry.tracker_approved) == (False, None)
+    # The defaults are left out of the hashed content: the hash is what it was before the
+    # fields existed.
+    old_content = {
+        "person_id": entry.person_id,
+        "client_id": entry.client_id,
+        "project_id": entry.project_id,
+        "task": entry.task,
+        "date": entry.date.isoformat(),
+        "start_time": entry.start_time.isoformat(),
+        "duration_seconds": 600,
+        "notes": entry.notes,
+        "tracker_billable": True,
+    }
+    assert entry.content_hash == content_hash(old_content)
+
+
+def test_entries_held_before_the_tracker_state_existed_still_load(firm, harvest_api):
+    held = RemoteEntry(
+        external_id="1",
+        user=RemoteUser("101"),
+        project=RemoteProject("201"),
+        task="Dev",
+        date=DAY,
+        start_time=None,
+        duration_seconds=60,
+        notes="",
+        billable=True,
+    ).to_json()
+    del held["invoiced"], held["approved"]  # as HeldEntry.data was written before
+
+    entry = RemoteEntry.from_json(held)
+
+    assert (entry.invoiced, entry.approved) == (False, None)
+
+
+def test_adapters_read_the_tracker_state():
+    raw = {
+        "id": 1,
+        "spent_date": "2026-10-01",
+        "user": {"id": 2, "name": "Kim"},
+        "hours": 1,
+        "created_at": "2026-10-01T10:00:00Z",
+        "updated_at": "2026-10-01T10:00:00Z",
+    }
+    assert (harvest._entry(raw).invoiced, harvest._entry(raw).approved) == (False, False)
+    locked = {**raw, "is_locked": True, "locked_reason": "Item Invoiced and Approved and Locked"}
+    assert (harvest._entry(locked).invoiced, harvest._entry(locked).approved) == (True, True)
+    # Locked for another reason (a closed period): neither invoiced nor approved.
+    closed_period = {**raw, "is_locked": True, "locked_reason": "Locked for this Time Period"}
+    assert (harvest._entry(closed_period).invoiced, harvest._entry(closed_period).approved) == (
+        False,
+        False,
+    )
+    report = {
+        "_id": "e1",
+        "userId": "u",
+        "timeInterval": {"start": "2026-10-01T09:00:00Z", "end": None, "duration": None},
+    }
+    assert (clockify._report_entry(report).invoiced, clockify._report_entry(report).approved) == (
+        False,
+        None,
+    )
+    # approvalRequestId alone is not approval: the entry is in a request not yet decided.
+    requested = {**report, "approvalRequestId": "r1", "type": "BREAK"}
+    assert clockify._report_entry(requested).approved is None
+    assert clockify._report_entry(requested).type == "BREAK"

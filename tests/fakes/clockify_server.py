@@ -122,7 +122,12 @@ class FakeClockify:
         billable: bool = True,
         rate_cents: int | None = 15000,
         entry_id: str | None = None,
+        invoiced: bool | None = None,
+        approval_status: str | None = None,
     ) -> dict[str, Any]:
+        """`invoiced` and `approval_status` ("APPROVED", "PENDING") are served, when given, as
+        `invoiced` and `approvalStatus` on both APIs: field names that are a guess [G] (the
+        published entry shapes carry neither; see integrations/clockify.py)."""
         entry = {
             "id": entry_id or f"{next(self._ids):024x}",
             "userId": user_id,
@@ -133,6 +138,8 @@ class FakeClockify:
             "start": start.astimezone(dt.UTC),
             "seconds": seconds,  # None: running
             "rate_cents": rate_cents,
+            "invoiced": invoiced,
+            "approval_status": approval_status,
         }
         with self._lock:
             self.entries[entry["id"]] = entry
@@ -255,12 +262,22 @@ class FakeClockify:
             else None,
             "costRate": None,
             "customFieldValues": [],
+            **self._billing_state(e),
         }
         if hydrated:
             project = self.projects.get(e["projectId"] or "")
             raw["project"] = dict(project) if project else None
             raw["task"] = {"id": hex_id(7), "name": e["taskName"]} if e["taskName"] else None
         return raw
+
+    @staticmethod
+    def _billing_state(e: dict[str, Any]) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        if e.get("invoiced") is not None:
+            state["invoiced"] = e["invoiced"]  # [G]
+        if e.get("approval_status") is not None:
+            state["approvalStatus"] = e["approval_status"]  # [G]
+        return state
 
     def _detailed(self, body: Any) -> tuple[int, dict[str, str], Any]:
         try:
@@ -314,6 +331,7 @@ class FakeClockify:
                         "end": format_time(end_at) if end_at else None,
                         "duration": e["seconds"],
                     },
+                    **self._billing_state(e),
                 }
             )
         total = sum(e["seconds"] or 0 for e in entries)

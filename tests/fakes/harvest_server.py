@@ -13,6 +13,7 @@ Switches for faults:
     fake.rate_limit = (100, 15)                    # Harvest's own limit, enforced
     fake.token = "other"                           # every request now has a bad token
     fake.edit_entry(id, notes="...")               # edited between runs (updated_at moves)
+    fake.edit_entry(id, is_billed=True)            #   (billing state too: is_closed, ...)
     fake.delete_entry(id)                          # deleted between runs
     held = fake.hold_page(3)                       # the 3rd time-entries page waits for
     held.reached.wait(); ...; held.release.set()   #   the test (kill / concurrency tests)
@@ -142,7 +143,14 @@ class FakeHarvest:
         rounded_hours: str | Decimal | None = None,
         updated_at: str = DEFAULT_UPDATED_AT,
         entry_id: int | None = None,
+        is_billed: bool = False,
+        is_closed: bool = False,
+        is_locked: bool = False,
+        locked_reason: str | None = None,
+        invoice: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """One entry; `is_billed`, `is_closed` (approved), `is_locked` with `locked_reason` and
+        `invoice` ({"id": 13150403, "number": "1001"}) are Harvest's billing state."""
         user = self.users[user_id]
         project = self.projects[project_id]
         entry_id = entry_id if entry_id is not None else next(self._ids)
@@ -162,15 +170,15 @@ class FakeHarvest:
             "notes": notes,
             "created_at": updated_at,
             "updated_at": updated_at,
-            "is_locked": False,
-            "locked_reason": None,
-            "is_closed": False,
-            "is_billed": False,
+            "is_locked": is_locked,
+            "locked_reason": locked_reason,
+            "is_closed": is_closed,
+            "is_billed": is_billed,
             "timer_started_at": utc_now_text() if is_running else None,
             "started_time": started_time,
             "ended_time": None,
             "is_running": is_running,
-            "invoice": None,
+            "invoice": invoice,
             "external_reference": None,
             "billable": billable,
             "budgeted": True,

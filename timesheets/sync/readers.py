@@ -102,6 +102,8 @@ class HarvestReader:
             billable=e.billable,
             running=e.is_running,
             updated_at=e.updated_at,
+            invoiced=e.invoiced,
+            approved=e.approved,
         )
 
 
@@ -176,6 +178,8 @@ class ClockifyReader:
             notes=e.description,
             billable=e.billable,
             running=e.is_running,
+            invoiced=e.invoiced,  # [G] where Clockify's answer carries it (integrations.clockify)
+            approved=e.approved,
         )
 
 
@@ -225,6 +229,7 @@ class _TogglReader:
             running=e.is_running and e.deleted_at is None,
             deleted=e.deleted_at is not None,
             updated_at=e.updated_at,
+            # Toggl carries no invoiced or approval state (integrations.toggl): the defaults.
         )
 
 

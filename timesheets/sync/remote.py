@@ -37,6 +37,11 @@ class RemoteEntry:
     running: bool = False
     deleted: bool = False
     updated_at: dt.datetime | None = None
+    # The tracker's billing state (billing semantics 10.2): invoiced there, approved there
+    # (None: the tracker does not say). Defaults, so entries held before these existed
+    # (HeldEntry.data) still load.
+    invoiced: bool = False
+    approved: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

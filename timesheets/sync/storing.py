@@ -128,6 +128,8 @@ class PageWriter:
                         duration_seconds=entry.duration_seconds,
                         notes=entry.notes,
                         tracker_billable=entry.billable,
+                        tracker_invoiced=entry.invoiced,
+                        tracker_approved=entry.approved,
                     ),
                     connection_id=self.conn.pk,
                     source_updated_at=entry.updated_at,
