@@ -20,6 +20,11 @@ def push_invoice_task(push_id: int) -> str:
         return "busy"
 
 
+def void_in_quickbooks_task(push_id: int, user_id: int | None = None) -> str:
+    # Failures are recorded on the invoice by the service (the admin offers the button again).
+    return quickbooks.void_pushed_invoice(push_id=push_id, user_id=user_id).qbo_status
+
+
 def refresh_statuses_task() -> str:
     try:
         return str(quickbooks.refresh_statuses())

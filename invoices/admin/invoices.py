@@ -16,6 +16,7 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
+from invoices import quickbooks
 from invoices.admin.overview import MonthEndViews
 from invoices.admin.review import InvoiceReviewViews, require_post
 from invoices.approval import InvalidTransition, approve_invoice, void_invoice
@@ -160,6 +161,25 @@ class InvoiceAdmin(InvoiceReviewViews, MonthEndViews, admin.ModelAdmin):
             )
         except InvalidTransition as exc:
             self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[pk]))
+        # The form's "Also void it in QuickBooks" (shown when the invoice is in QuickBooks):
+        # the void here is done and stays done whatever QuickBooks says.
+        if request.POST.get("void_in_quickbooks"):
+            try:
+                row = quickbooks.void_in_quickbooks(invoice=invoice, user=request.user)
+            except quickbooks.PushRefused as exc:
+                self.message_user(
+                    request,
+                    f"{invoice.label} is void here but was not voided in QuickBooks: {exc}",
+                    messages.ERROR,
+                )
+            else:
+                self.message_user(
+                    request,
+                    f"QuickBooks invoice {row.doc_number} will be voided in QuickBooks; the "
+                    "QuickBooks section of this page shows when it is done.",
+                    messages.SUCCESS,
+                )
         return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[pk]))
 
     def rebuild_view(self, request, pk):

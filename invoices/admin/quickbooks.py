@@ -1,6 +1,8 @@
 """QuickBooks on the invoice pages of the admin: a push status column, actions on one or many
 invoices, and a QuickBooks section on the invoice page with the push history, errors and the
-buttons that apply (send, approve and send, retry, push again after a void there).
+buttons that apply (send, approve and send, retry, push again after a void there, send anyway
+with a reason while its hours are on an earlier open QuickBooks invoice, void in QuickBooks an
+invoice voided here).
 
 Everything calls the services in `invoices.quickbooks`; this module only collects input and
 turns named errors into messages. Sending needs a two-factor login when the firm requires one
@@ -59,6 +61,61 @@ def push_summary(push: InvoicePush | None) -> str:
 def review_offers_send(invoice: Invoice, user) -> bool:
     """Whether the invoice page's review section already shows "Send to QuickBooks"."""
     return bool(quickbooks_send_url(invoice, user))
+
+
+def void_requested_message(row: InvoicePush) -> str:
+    return (
+        f"QuickBooks invoice {row.doc_number} will be voided in QuickBooks; the QuickBooks "
+        "section of this page shows when it is done."
+    )
+
+
+def _open_elsewhere_note(earlier) -> str:
+    return format_html(
+        '<p class="errornote">Not sent to QuickBooks while its hours are still on an open '
+        "QuickBooks invoice: {}. Void that one in QuickBooks first (its page: {}), or send "
+        "this one anyway with a reason.</p>",
+        "; ".join(e.describe() for e in earlier),
+        format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            (
+                (reverse("admin:invoices_invoice_change", args=[e.invoice_id]), e.label)
+                for e in earlier
+            ),
+        ),
+    )
+
+
+def _override_form(invoice: Invoice) -> str:
+    # Inside the change form (see the module doc), so the reason is posted with the button.
+    return format_html(
+        '<input type="text" name="override_reason" form="invoice_form" maxlength="500" '
+        'size="50" placeholder="why send it anyway (recorded)" aria-label="override reason"> '
+        '<button type="submit" form="invoice_form" formmethod="post" formaction="{}" '
+        'class="button">Send anyway (override)</button> ',
+        reverse("admin:invoices_invoice_qbo_send_override", args=[invoice.pk]),
+    )
+
+
+def _still_open_note(invoice: Invoice, row: InvoicePush) -> str:
+    event = service.last_void_event(invoice)
+    state = ""
+    if event is not None and event.action == "qbo_void_requested":
+        state = format_html(
+            " Voiding it there was asked for on {}{}; waiting for QuickBooks.",
+            event.at.strftime("%Y-%m-%d %H:%M"),
+            format_html(" by {}", event.actor) if event.actor else "",
+        )
+    elif event is not None:
+        state = format_html(" Voiding it there failed: {}", event.detail.get("error", ""))
+    return format_html(
+        '<p class="errornote">Void here, but QuickBooks invoice {} is still open there '
+        "({}).{} Void it in QuickBooks with the button below.</p>",
+        row.doc_number,
+        row.qbo_status or "open",
+        state,
+    )
 
 
 class QuickBooksInvoiceAdmin(InvoiceAdmin):
@@ -126,6 +183,16 @@ class QuickBooksInvoiceAdmin(InvoiceAdmin):
                 "admin:invoices_invoice_qbo_approve_send",
                 " default",
             )
+        notes = []
+        if (
+            may_push
+            and invoice.status == InvoiceStatus.APPROVED
+            and (latest is None or latest.status == InvoicePush.Status.FAILED)
+        ):
+            earlier = service.earlier_open_invoices(invoice)
+            if earlier:
+                notes.append(_open_elsewhere_note(earlier))
+                buttons.append(_override_form(invoice))
         if may_push and invoice.status == InvoiceStatus.APPROVED:
             if latest is None:
                 # The review section above offers this button when QuickBooks is connected.
@@ -168,21 +235,18 @@ class QuickBooksInvoiceAdmin(InvoiceAdmin):
             if pushes
             else format_html("<p>{}</p>", "Not sent to QuickBooks.")
         )
-        void_note = ""
-        if (
-            invoice.status == InvoiceStatus.VOID
-            and latest
-            and latest.status in (service.IN_QUICKBOOKS)
-            and latest.qbo_status not in service.FINAL_REMOTE_STATUSES
-        ):
-            void_note = format_html(
-                '<p class="errornote">Void here, but QuickBooks invoice {} is still open '
-                "there: void it in QuickBooks.</p>",
-                latest.doc_number,
-            )
+        open_push = service.open_push(invoice) if invoice.status == InvoiceStatus.VOID else None
+        if open_push is not None:
+            notes.append(_still_open_note(invoice, open_push))
+            if user.has_perm("invoices.void_invoice"):
+                button(
+                    f"Void in QuickBooks (invoice {open_push.doc_number})",
+                    "admin:invoices_invoice_qbo_void",
+                    " default",
+                )
         return format_html(
             "<div>{}{}<p>{}</p></div>",
-            void_note,
+            format_html_join("", "{}", ((n,) for n in notes)),
             table,
             format_html_join("", "{}", ((b,) for b in buttons)),
         )
@@ -205,6 +269,16 @@ class QuickBooksInvoiceAdmin(InvoiceAdmin):
                 view(self.qbo_push_again_view),
                 name="invoices_invoice_qbo_push_again",
             ),
+            path(
+                "<int:pk>/quickbooks/send-override/",
+                view(self.qbo_send_override_view),
+                name="invoices_invoice_qbo_send_override",
+            ),
+            path(
+                "<int:pk>/quickbooks/void/",
+                view(self.qbo_void_view),
+                name="invoices_invoice_qbo_void",
+            ),
         ]
         return own + super().get_urls()
 
@@ -215,6 +289,13 @@ class QuickBooksInvoiceAdmin(InvoiceAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         if request.method == "GET":
             reconnect_banner(request)
+            invoice = self.get_object(request, object_id)
+            if invoice is not None and invoice.status == InvoiceStatus.APPROVED:
+                # The Void form offers "Also void it in QuickBooks" for this QuickBooks invoice.
+                extra_context = {
+                    **(extra_context or {}),
+                    "qbo_open_push": service.open_push(invoice),
+                }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _qbo_action(self, request, pk, call, done):
@@ -243,6 +324,36 @@ class QuickBooksInvoiceAdmin(InvoiceAdmin):
         return self._qbo_action(
             request, pk, service.push_again, "queued as a new QuickBooks invoice"
         )
+
+    def qbo_send_override_view(self, request, pk):
+        reason = request.POST.get("override_reason", "")
+        if not reason.strip():
+            self.message_user(
+                request,
+                "Sending anyway needs a reason: say why a second open QuickBooks invoice for "
+                "these hours is right. Nothing was sent.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[pk]))
+        return self._qbo_action(
+            request,
+            pk,
+            lambda *, invoice, user: service.request_push(
+                invoice=invoice, user=user, override_reason=reason
+            ),
+            "queued for QuickBooks, overriding the earlier open QuickBooks invoice",
+        )
+
+    def qbo_void_view(self, request, pk):
+        require_post(request)
+        invoice = get_object_or_404(Invoice, pk=pk)
+        try:
+            row = service.void_in_quickbooks(invoice=invoice, user=request.user)
+        except SERVICE_ERRORS as exc:
+            self.message_user(request, error_text(exc), messages.ERROR)
+        else:
+            self.message_user(request, void_requested_message(row), messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[pk]))
 
     def _bulk(self, request, queryset, call, verb):
         try:

@@ -11,9 +11,14 @@ Exactly once (reliability notes 1.2, 1.5 and 4):
   same run or a later one, sends the same `requestid`, so QuickBooks answers a repeat with the
   invoice it already created instead of creating a second.
 * A new generation (a new `requestid`) is made only by a person: "retry" after a failure, or
-  "push again" after the QuickBooks invoice was voided. Before creating, a new generation asks
-  QuickBooks for an invoice with our number and our marker in its private note and adopts it
-  if there is one (how long Intuit remembers a requestid is not documented).
+  "push again" after the QuickBooks invoice was voided. Before creating, a new generation, and
+  any try after one whose outcome is unknown, asks QuickBooks for an invoice with our number
+  and our marker in its private note and adopts it if there is one (how long Intuit remembers
+  a requestid is not documented).
+* No second open QuickBooks invoice for the same hours: a push is refused while entries of the
+  invoice are still billed on the open QuickBooks invoice of an earlier invoice of ours that
+  was voided here, unless a person overrides it with a reason (audited). `void_in_quickbooks`
+  voids that QuickBooks invoice (a task, safe to run twice).
 * One push at a time per QuickBooks company (a PostgreSQL advisory lock), requests paced
   under QuickBooks' 500 per minute. Throttling and transient failures are retried with backoff
   inside the run, then left queued for the stalled-push sweep, both bounded
@@ -30,6 +35,7 @@ Modules:
     pushing.py          one push, exactly once, paced and retried
     invoice_payload.py  our invoice as QuickBooks should hold it
     status.py           reading the pushed invoices' status back
+    voiding.py          voiding in QuickBooks the invoice of an invoice voided here
 """
 
 from invoices.quickbooks.connect import (
@@ -68,7 +74,9 @@ from invoices.quickbooks.queueing import (
     FINAL_REMOTE_STATUSES,
     IN_QUICKBOOKS,
     PUSH_TASK,
+    EarlierOpenInvoice,
     approve_and_push,
+    earlier_open_invoices,
     enqueue_push,
     push_again,
     request_id_for,
@@ -77,6 +85,13 @@ from invoices.quickbooks.queueing import (
     resume_waiting_pushes,
 )
 from invoices.quickbooks.status import StatusSummary, refresh_statuses
+from invoices.quickbooks.voiding import (
+    VOID_TASK,
+    last_void_event,
+    open_push,
+    void_in_quickbooks,
+    void_pushed_invoice,
+)
 
 __all__ = [
     "ACCESS_TOKEN_MARGIN",
@@ -86,7 +101,9 @@ __all__ = [
     "LOCK_NAMESPACE",
     "OAUTH_STATE_LIFETIME",
     "PUSH_TASK",
+    "VOID_TASK",
     "ConnectRefused",
+    "EarlierOpenInvoice",
     "MappingSummary",
     "MissingMappings",
     "NotConnected",
@@ -99,16 +116,19 @@ __all__ = [
     "create_customers",
     "create_items",
     "disconnect",
+    "earlier_open_invoices",
     "enqueue_push",
     "fetch_customers",
     "fetch_items",
     "invoice_input",
+    "last_void_event",
     "load_connection",
     "map_category",
     "map_client",
     "match_categories",
     "match_clients",
     "missing_mappings",
+    "open_push",
     "push",
     "push_again",
     "refresh_statuses",
@@ -120,5 +140,7 @@ __all__ = [
     "start_connect",
     "unmap_category",
     "unmap_client",
+    "void_in_quickbooks",
+    "void_pushed_invoice",
     "with_api",
 ]

@@ -37,7 +37,7 @@ _sleep: Callable[[float], None] = time.sleep
 
 
 @contextmanager
-def _realm_lock(realm_id: str) -> Iterator[None]:
+def realm_lock(realm_id: str) -> Iterator[None]:
     """One push at a time per QuickBooks company, across every worker process. A session-level
     advisory lock: released on unlock, or by PostgreSQL when a killed worker's connection
     closes. Before handing over, wait until this process's pacing allows the next request."""
@@ -74,7 +74,7 @@ def push(*, push_id: int) -> InvoicePush:
         require_connected(conn)
     except (NotConnected, qbo.QuickBooksReconnectRequired) as exc:
         return _wait_for_connection(push_id, str(exc))
-    with _realm_lock(conn.realm_id):
+    with realm_lock(conn.realm_id):
         return _push_locked(push_id)
 
 
