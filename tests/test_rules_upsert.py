@@ -225,7 +225,7 @@ def test_rules_of_equal_priority_are_tried_in_the_order_of_the_file(northwind_te
         "- priority: 20\n  notes_regex: (?i)retro\n  category: internal-meeting\n- priority: 20\n",
     )
 
-    import_rules(edited)
+    summary = import_rules(edited)
 
     same = list(ClassificationRule.objects.filter(priority=20).order_by("id"))
     assert [r.notes_regex for r in same] == [
@@ -234,6 +234,51 @@ def test_rules_of_equal_priority_are_tried_in_the_order_of_the_file(northwind_te
     ]
     assert not ClassificationRule.objects.filter(pk=first.pk).exists()  # re-created after it
     assert ClassificationRule.objects.filter(priority=30).count() == 1
+    assert (summary.rules.created, summary.rules.deleted, summary.rules.unchanged) == (2, 1, 2)
+    assert (
+        "classification rules re-created so that rules of equal priority are tried in the order "
+        f"of the file: rule #{first.pk} (firm-wide: notes_regex "
+        r"'(?i)\b(stand-?up|all[- ]hands|1:1|internal sync|team meeting)\b', priority 20 "
+        "-> internal-meeting)"
+    ) in summary.lines()
+
+
+def test_changed_codes_multipliers_caps_and_priorities_are_updated_in_place(northwind_text):
+    import_rules(northwind_text)
+    before = ids()
+    travel_rule = ClassificationRule.objects.get(task="Travel")
+    edited = (
+        northwind_text.replace("    travel: '0.5'\n", "    travel: '0.75'\n")
+        .replace("    amount: '12000.00'\n", "    amount: '15000.00'\n")
+        .replace("    travel: X100\n", "    travel: X200\n")
+        .replace("- priority: 10\n  task: Travel\n", "- priority: 11\n  task: travel\n")
+    )
+
+    summary = import_rules(edited)
+
+    assert ids() == before
+    assert RateMultiplier.objects.get().factor == D("0.75")
+    assert Cap.objects.get().amount == D("15000.00")
+    assert BillingCode.objects.get(category__key="travel").code == "X200"
+    rule = ClassificationRule.objects.get(pk=travel_rule.pk)
+    assert (rule.priority, rule.task) == (11, "travel")
+    for tally in (summary.rate_multipliers, summary.caps, summary.billing_codes, summary.rules):
+        assert (tally.created, tally.updated, tally.deleted) == (0, 1, 0)
+
+
+def test_dry_run_with_prune_names_what_it_would_delete_and_deletes_nothing(northwind_text):
+    import_rules(northwind_text)
+    rule = admin_rule()
+    before_ids, before_audit = ids(), audit_rows()
+
+    summary = import_rules(northwind_text, prune=True, dry_run=True)
+
+    assert summary.rules.deleted == 1
+    assert summary.lines()[-2].startswith(
+        f"classification rules not in the file, deleted: rule #{rule.pk} "
+    )
+    assert summary.lines()[-1] == "dry run: the file is valid; nothing was saved"
+    assert (ids(), audit_rows()) == (before_ids, before_audit)
 
 
 def test_a_rule_given_twice_in_the_file_is_an_error(northwind_text):

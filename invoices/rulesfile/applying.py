@@ -694,9 +694,9 @@ def _match_rows(document: RulesDocument, refs: Refs, client_ids: list[int]) -> d
             wanted_rates.append(Wanted(f"{prefix}rates[{r}]", ci, rate, key))
         if ci is None:
             continue
-        for name, pair in container.billing_codes.items():
+        for name, code in container.billing_codes.items():
             key = (client, refs.category(name))
-            wanted_codes.append(Wanted(f"{prefix}billing_codes.{name}", ci, (name, pair), key))
+            wanted_codes.append(Wanted(f"{prefix}billing_codes.{name}", ci, (name, code), key))
         for name, factor in container.rate_multipliers.items():
             key = (client, refs.category(name))
             path = f"{prefix}rate_multipliers.{name}"

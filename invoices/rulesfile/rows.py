@@ -170,10 +170,11 @@ def keep_order_of_trial(rules: list[Wanted]) -> None:
 def describe_rule(row: ClassificationRule) -> str:
     scope = row.client.name if row.client_id else "firm-wide"
     matchers = []
+    # Quoted as written, not repr(): a pattern's backslashes read as in the file.
     if row.task:
-        matchers.append(f"task {row.task!r}")
+        matchers.append(f"task '{row.task}'")
     if row.notes_regex:
-        matchers.append(f"notes_regex {row.notes_regex!r}")
+        matchers.append(f"notes_regex '{row.notes_regex}'")
     if row.project_id:
         matchers.append(f"project {row.project.code or row.project.name}")
     return (
