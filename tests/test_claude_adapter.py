@@ -7,12 +7,14 @@ import json
 import urllib.error
 import urllib.request
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 
 from integrations.claude import (
     NOTE_MAX_CHARS,
     TOOL_NAME,
+    Canary,
     CategoryOption,
     ClassificationPrompt,
     ClaudeClassifier,
@@ -23,10 +25,23 @@ from integrations.claude import (
     NoteItem,
     Usage,
     build_message_params,
+    capabilities_of,
     max_tokens_for,
     parse_message,
+    tool_definition,
 )
+from integrations.claude.batches import parse_batch_results
 from tests.fakes.anthropic_server import fake_anthropic  # noqa: F401 (fixture)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
+
+
+def fixture(name: str) -> dict:
+    """A published example (tests/fixtures/anthropic/README.md), with the source it names."""
+    data = json.loads((FIXTURES / f"{name}.json").read_text())
+    assert data["source"].startswith("api-notes 5.")
+    return data
+
 
 CATEGORIES = (
     CategoryOption("client-meeting", "Client meeting", True),
@@ -130,8 +145,17 @@ def test_refs_must_be_those_sent_and_answered_once():
         ),
         (message(stop="refusal", content=[]), "the model refused to answer"),
         (
+            message(content=[{"type": "text", "text": "All of these look like development."}]),
+            "answer malformed: the answer is not the JSON object asked for",
+        ),
+        (
+            message(content=[]),
+            "answer malformed: expected one record_classifications call or "
+            "a JSON answer, got neither",
+        ),
+        (
             message(content=[{"type": "text", "text": "{}"}]),
-            "answer malformed: expected one record_classifications call, got 0",
+            "answer malformed: no list of items",
         ),
         (
             message(content=[{"type": "tool_use", "name": TOOL_NAME, "input": {"items": []}}] * 2),
@@ -174,7 +198,7 @@ def test_request_body():
         client_rules=("task is 'Travel' -> travel",),
     )
     params = build_message_params(prompt, model="claude-haiku-5-5")
-    assert sorted(params) == ["max_tokens", "messages", "model", "system", "tool_choice", "tools"]
+    assert sorted(params) == ["max_tokens", "messages", "model", "output_config", "system"]
     text = params["messages"][0]["content"]
     listing = json.loads(text.split("<entries>\n")[1].split("\n</entries>")[0])
     assert listing == [{"ref": "e1", "note": long_note[:NOTE_MAX_CHARS]}]
@@ -253,13 +277,31 @@ GOOD_HEADERS = {"x-api-key": "test-key", "anthropic-version": "2023-06-01"}
         ({"colour": "red"}, 400, "colour: Extra inputs are not permitted"),
         ({"model": "gpt-4"}, 404, "model: gpt-4"),
         ({"max_tokens": 0}, 400, "max_tokens: must be a positive integer"),
-        ({"tool_choice": None}, 400, "tool_choice: this fake answers forced tool use only"),
         (
-            {"tools": None},
+            {"max_tokens": 128_001},
+            400,
+            "max_tokens: 128001 > 128000, which is the maximum allowed number of output tokens "
+            "for claude-haiku-5-5",
+        ),
+        (
+            {"output_config": None},
             400,
             "this fake answers classification requests only: send tools and "
             "tool_choice, or output_config.format",
         ),
+        (
+            {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+            400,
+            '"thinking.type.enabled" is not supported for this model. Use '
+            '"thinking.type.adaptive" and "output_config.effort" to control thinking behavior.',
+        ),
+        (
+            {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "{"}]},
+            400,
+            "This model does not support assistant message prefill. The conversation must end "
+            "with a user message.",
+        ),
+        ({"thinking": {"type": "disabled"}}, 200, None),  # Haiku 5.5 accepts it
     ],
 )
 def test_the_fake_checks_requests_like_the_api(fake_anthropic, change, status, message):  # noqa: F811
@@ -270,7 +312,44 @@ def test_the_fake_checks_requests_like_the_api(fake_anthropic, change, status, m
     if message:
         assert answer["error"]["message"] == message
     else:
-        assert answer["stop_reason"] == "tool_use"
+        assert answer["stop_reason"] == "end_turn"
+
+
+def test_the_fake_answers_one_tool_with_tool_choice_auto(fake_anthropic):  # noqa: F811
+    body = build_message_params(PROMPT, model="claude-sonnet-5-5")
+    body.pop("output_config")
+    body["tools"] = [tool_definition(CATEGORIES)]
+    body["tool_choice"] = {"type": "auto"}
+    status, answer = raw_post(fake_anthropic, "/v1/messages", body, GOOD_HEADERS)
+    assert status == 200
+    assert [b["type"] for b in answer["content"]] == ["thinking", "tool_use"]
+    parsed = parse_message(json.loads(json.dumps(answer), parse_float=D), PROMPT)
+    assert (parsed.status, parsed.rejections) == ("ok", {})
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-5-5", "claude-opus-5-5"])
+@pytest.mark.parametrize("kind", ["tool", "any"])
+def test_the_fake_refuses_a_forced_tool_choice_where_the_model_does(fake_anthropic, model, kind):  # noqa: F811
+    body = build_message_params(PROMPT, model=model)
+    body.pop("output_config")
+    body["tools"] = [tool_definition(CATEGORIES)]
+    body["tool_choice"] = {"type": kind, **({"name": TOOL_NAME} if kind == "tool" else {})}
+    status, answer = raw_post(fake_anthropic, "/v1/messages", body, GOOD_HEADERS)
+    expected = fixture("error_forced_tool_choice")
+    assert (status, answer["type"], answer["error"]) == (
+        expected["status"],
+        "error",
+        expected["payload"]["error"],
+    )
+    assert answer["request_id"]
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-5-5", "claude-opus-5-5"])
+def test_the_fake_refuses_thinking_disabled_where_the_model_does(fake_anthropic, model):  # noqa: F811
+    body = {**build_message_params(PROMPT, model=model), "thinking": {"type": "disabled"}}
+    status, answer = raw_post(fake_anthropic, "/v1/messages", body, GOOD_HEADERS)
+    assert (status, answer["error"]["type"]) == (400, "invalid_request_error")
+    assert answer["error"]["message"].startswith('"thinking.type.disabled" is not supported')
 
 
 @pytest.mark.parametrize(
@@ -288,17 +367,36 @@ def test_the_fake_checks_auth_and_version_headers(fake_anthropic, headers, statu
     assert raw_post(fake_anthropic, "/v1/messages", body, headers)[0] == status
 
 
-def test_the_fake_answers_with_output_config_too(fake_anthropic):  # noqa: F811
+def test_the_fake_answers_structured_outputs_after_thinking(fake_anthropic):  # noqa: F811
     body = build_message_params(PROMPT, model="claude-haiku-5-5")
-    schema = body.pop("tools")[0]["input_schema"]
-    body.pop("tool_choice")
-    body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
     status, answer = raw_post(fake_anthropic, "/v1/messages", body, GOOD_HEADERS)
-    assert (status, answer["content"][0]["type"]) == (200, "text")
-    assert [i["category"] for i in json.loads(answer["content"][0]["text"])["items"]] == [
+    assert status == 200
+    assert [b["type"] for b in answer["content"]] == ["thinking", "text"]
+    assert [i["category"] for i in json.loads(answer["content"][1]["text"])["items"]] == [
         "client-meeting",
         "development",
     ]
+    # Haiku 5.5 thinks by default: 1024 + 32 per item simulated thinking tokens are output.
+    assert answer["usage"]["output_tokens"] > 1024 + 32 * 2
+
+
+@pytest.mark.parametrize(
+    "model, cached",
+    [
+        ("claude-haiku-5-5", True),  # minimum 512 tokens: the instructions reach it
+        ("claude-sonnet-5-5", True),  # 512
+        ("claude-opus-5-5", False),  # not published: the fake takes 4,096
+        ("claude-haiku-4-5", False),  # 4,096
+    ],
+)
+def test_prompt_caching_starts_at_each_models_minimum(fake_anthropic, model, cached):  # noqa: F811
+    client = client_for(fake_anthropic, model=model)
+    first, second = client.classify(PROMPT), client.classify(PROMPT)
+    assert (first.usage.cache_write_tokens > 0, second.usage.cache_read_tokens > 0) == (
+        cached,
+        cached,
+    )
+    assert first.usage.prompt_tokens == second.usage.prompt_tokens
 
 
 def test_prompt_caching_is_reported_like_the_api(fake_anthropic):  # noqa: F811
@@ -325,3 +423,194 @@ def test_batch_results_are_matched_on_custom_id(fake_anthropic):  # noqa: F811
     assert results["a"].answer.answers["e1"].category == "client-meeting"
     assert (results["b"].answer, results["b"].failure) == (None, "errored: api_error")
     assert (results["c"].answer, results["c"].failure) == (None, "no result in the batch")
+
+
+# --- the request shape per model (capabilities.py) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "model, thinking_room",
+    [
+        ("claude-haiku-5-5", 4096),  # thinks by default; thinking counts toward max_tokens
+        ("claude-sonnet-5-5", 8192),
+        ("claude-opus-5-5", 4096),
+        ("claude-haiku-4-5-20251001", 0),  # no thinking unless asked for
+    ],
+)
+def test_every_known_model_gets_structured_outputs_and_room_to_think(model, thinking_room):
+    params = build_message_params(PROMPT, model=model)
+    assert sorted(params) == ["max_tokens", "messages", "model", "output_config", "system"]
+    assert params["output_config"]["format"]["schema"]["required"] == ["items"]
+    assert params["max_tokens"] == max_tokens_for(2) + thinking_room
+    assert params["messages"][-1]["role"] == "user"
+
+
+def test_a_model_without_figures_gets_one_tool_with_tool_choice_auto():
+    params = build_message_params(PROMPT, model="claude-mythos-5-2")
+    assert params["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    assert [t["name"] for t in params["tools"]] == [TOOL_NAME]
+    assert "output_config" not in params and "thinking" not in params
+    caps = capabilities_of("claude-mythos-5-2")
+    assert (caps.forced_tool_choice, caps.sampling_parameters) == (False, False)
+
+
+def test_the_capability_table_holds_the_published_figures():
+    haiku, sonnet, opus = (
+        capabilities_of(m) for m in ("claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-5-5")
+    )
+    assert (haiku.forced_tool_choice, sonnet.forced_tool_choice, opus.forced_tool_choice) == (
+        True,
+        False,
+        False,
+    )
+    assert (haiku.cache_min_tokens, sonnet.cache_min_tokens, opus.cache_min_tokens) == (
+        512,
+        512,
+        None,
+    )
+    assert {c.max_output_tokens for c in (haiku, sonnet, opus)} == {128_000}
+    assert all(c.thinks_by_default and c.thinking_counts_toward_max_tokens for c in (haiku, sonnet))
+    assert (haiku.thinking_can_be_disabled, sonnet.thinking_can_be_disabled) == (True, False)
+    assert not any(c.sampling_parameters for c in (haiku, sonnet, opus))
+
+
+@pytest.mark.parametrize("model", ["claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-5-5"])
+def test_each_current_model_answers_over_http(fake_anthropic, model):  # noqa: F811
+    result = client_for(fake_anthropic, model=model).classify(PROMPT)
+    assert (result.status, result.attempts, result.stop_reason) == ("ok", 1, "end_turn")
+    assert [a.category for a in result.answers.values()] == ["client-meeting", "development"]
+
+
+# --- known-answer items ---------------------------------------------------------------------
+
+CANARY_PROMPT = ClassificationPrompt(
+    "Acme",
+    CATEGORIES,
+    (NoteItem("k1", "Development"), NoteItem("e1", "sync"), NoteItem("e2", "fix")),
+    canaries=(Canary("k1", "development"),),
+)
+CHECK_FAILED = "the answer failed the known-answer check (the note may carry instructions)"
+
+
+def test_a_right_known_answer_is_checked_and_left_out_of_the_answers():
+    parsed = parse_message(
+        message(item("k1", "development"), item(), item("e2", "development")), CANARY_PROMPT
+    )
+    assert (parsed.status, parsed.canary_failure, list(parsed.answers)) == ("ok", "", ["e1", "e2"])
+
+
+@pytest.mark.parametrize(
+    "canary_items, failure",
+    [
+        (
+            [item("k1", "client-meeting")],
+            "a known-answer item came back as 'client-meeting', not 'development'",
+        ),
+        (
+            [item("k1", "needs_review")],
+            "a known-answer item came back as 'needs_review', not 'development'",
+        ),
+        ([], "a known-answer item was not answered"),
+        ([item("k1", "development")] * 2, "a known-answer item was answered twice"),
+    ],
+)
+def test_a_wrong_known_answer_rejects_the_whole_answer(canary_items, failure):
+    parsed = parse_message(message(*canary_items, item(), item("e2", "development")), CANARY_PROMPT)
+    assert (parsed.canary_failure, parsed.answers) == (failure, {})
+    assert parsed.rejections == {"e1": CHECK_FAILED, "e2": CHECK_FAILED}
+    assert parsed.status == "invalid"
+
+
+# --- the vendor's published examples, served by the fake and replayed ----------------------
+
+
+def test_the_published_forced_request_is_accepted_on_haiku_4_5_and_refused_on_sonnet_5_5(
+    fake_anthropic,  # noqa: F811
+):
+    request = fixture("message_request_tool_forced")["payload"]
+    assert raw_post(fake_anthropic, "/v1/messages", request, GOOD_HEADERS)[0] == 200
+    refused = fixture("error_forced_tool_choice")
+    status, answer = raw_post(
+        fake_anthropic, "/v1/messages", {**request, "model": "claude-sonnet-5-5"}, GOOD_HEADERS
+    )
+    assert (status, answer["error"]) == (refused["status"], refused["payload"]["error"])
+
+
+def test_the_published_tool_use_answer_replays_through_the_adapter(fake_anthropic):  # noqa: F811
+    published = fixture("message_response_tool_use")["payload"]
+    fake_anthropic.canned["/v1/messages"] = [(200, published)]
+    result = client_for(fake_anthropic).classify(PROMPT)
+    # Its tool is not ours (classify_entry): nothing of it is read, every item is malformed.
+    assert result.rejections == {
+        "e1": "answer malformed: expected one record_classifications call or a JSON answer, "
+        "got neither",
+        "e2": "answer malformed: expected one record_classifications call or a JSON answer, "
+        "got neither",
+    }
+    assert result.usage == Usage(120, 30, 2048, 0)
+    assert result.message_id == "msg_01..."
+
+
+def test_the_structured_answer_replays_through_the_adapter(fake_anthropic):  # noqa: F811
+    fake_anthropic.canned["/v1/messages"] = [
+        (200, fixture("message_response_structured")["payload"])
+    ]
+    result = client_for(fake_anthropic).classify(PROMPT)
+    assert result.status == "ok"
+    assert [(a.category, a.confidence) for a in result.answers.values()] == [
+        ("client-meeting", D("0.93")),
+        ("development", D("0.88")),
+    ]
+    assert result.usage == Usage(95, 412, 1310, 0)  # a null cache count reads as 0
+
+
+@pytest.mark.parametrize(
+    "name, error, message",
+    [
+        (
+            "error_forced_tool_choice",
+            ModelRequestRejected,
+            'HTTP 400: tool_choice: type "tool" and "any" are not supported for this model.',
+        ),
+        ("error_overloaded", ModelUnavailable, "HTTP 529: Overloaded"),
+    ],
+)
+def test_the_published_error_bodies_replay_through_the_adapter(
+    fake_anthropic,  # noqa: F811
+    name,
+    error,
+    message,
+):
+    published = fixture(name)
+    fake_anthropic.canned["/v1/messages"] = [(published["status"], published["payload"])]
+    with pytest.raises(error) as raised:
+        client_for(fake_anthropic).classify(PROMPT)
+    assert str(raised.value) == message
+
+
+def test_the_published_batch_object_and_results_replay_through_the_adapter(fake_anthropic):  # noqa: F811
+    batch = dict(fixture("batch_ended")["payload"])
+    path = f"/v1/messages/batches/{batch['id']}"
+    batch["results_url"] = f"{fake_anthropic.base_url}{path}/results"  # the fake's own address
+    lines = fixture("batch_results")["lines"]
+    fake_anthropic.canned[path] = [(200, batch)]
+    fake_anthropic.canned[f"{path}/results"] = [(200, batch), (200, lines)]
+    client = client_for(fake_anthropic)
+
+    status = client.batch_status(batch["id"])
+    assert (status.ended, status.succeeded, status.errored, status.expired, status.canceled) == (
+        True,
+        1,
+        1,
+        1,
+        1,
+    )
+    prompts = {cid: PROMPT for cid in ("entry-123", "entry-124", "entry-125", "entry-126")}
+    content = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+    results = {r.custom_id: r for r in parse_batch_results(content, prompts)}
+    assert results["entry-123"].answer.answers["e1"].category == "client-meeting"
+    assert {k: r.failure for k, r in results.items() if k != "entry-123"} == {
+        "entry-124": "errored: invalid_request_error",
+        "entry-125": "expired",
+        "entry-126": "canceled",
+    }

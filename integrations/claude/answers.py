@@ -1,6 +1,10 @@
 """The model's answer, checked against what was asked. The answer is untrusted input: every
 item is validated (known reference, allowed category, well-formed description, confidence in
-0..1); a bad item is rejected with a readable reason while the rest of the answer is kept."""
+0..1); a bad item is rejected with a readable reason while the rest of the answer is kept.
+
+The known-answer items (`ClassificationPrompt.canaries`) are checked first: when one comes back
+wrong (or not at all), something in the request steered the model, and no item of that answer
+is trusted (OWASP LLM01)."""
 
 from __future__ import annotations
 
@@ -27,7 +31,19 @@ REASON_MALFORMED = "answer malformed"
 REASON_MISSING = "missing from the model's answer"
 REASON_REFUSED = "the model refused to answer"
 REASON_UNSURE = "the model was unsure which category applies"
-RETRYABLE_REASONS = (REASON_UNAVAILABLE, REASON_TRUNCATED, REASON_MALFORMED, REASON_MISSING)
+# A lone note whose request failed the known-answer check: the note itself steered the model
+# (or the model is broken); a reviewer decides, it is not asked again.
+REASON_CANARY = "the answer failed the known-answer check (the note may carry instructions)"
+# A shared request failed the check: its notes are asked again one by one (by this run, or by
+# the next if this one stops first).
+REASON_REASK = "the request failed the known-answer check; its notes are asked one by one"
+RETRYABLE_REASONS = (
+    REASON_UNAVAILABLE,
+    REASON_TRUNCATED,
+    REASON_MALFORMED,
+    REASON_MISSING,
+    REASON_REASK,
+)
 
 
 # --- Outputs -----------------------------------------------------------------------------
@@ -74,6 +90,8 @@ class ParsedAnswer:
     usage: Usage
     stop_reason: str
     message_id: str = ""
+    # Why the known-answer check failed ("" when it passed, or the request had none).
+    canary_failure: str = ""
 
     @property
     def status(self) -> str:
@@ -94,37 +112,31 @@ class ClassificationResult(ParsedAnswer):
 
 def parse_message(body: Mapping[str, Any], prompt: ClassificationPrompt) -> ParsedAnswer:
     """Validate a Messages API response body (JSON numbers read as Decimal) against what was
-    asked. Never raises for a bad answer: bad items become rejections with a reason."""
-    refs = [item.ref for item in prompt.items]
+    asked. Never raises for a bad answer: bad items become rejections with a reason.
+
+    The answer is the input of the one record_classifications call, or else the JSON object
+    in the text blocks (structured outputs, or a model that answered a tool_choice auto
+    request in text). Thinking blocks and other content are skipped."""
+    refs = list(prompt.asked_refs)
     usage = parse_usage(body.get("usage"))
     stop = str(body.get("stop_reason") or "")
     message_id = str(body.get("id") or "")
 
-    def everything(reason: str) -> ParsedAnswer:
-        return ParsedAnswer({}, {ref: reason for ref in refs}, (), usage, stop, message_id)
+    def everything(reason: str, canary_failure: str = "") -> ParsedAnswer:
+        rejected = {ref: reason for ref in refs}
+        return ParsedAnswer({}, rejected, (), usage, stop, message_id, canary_failure)
 
     if stop == "refusal":
         return everything(REASON_REFUSED)
     if stop == "max_tokens":
-        # A cut-off tool call may end in a half-written item: trust none of it.
+        # A cut-off answer may end in a half-written item: trust none of it.
         return everything(REASON_TRUNCATED)
-    content = body.get("content")
-    calls = [
-        block
-        for block in (content if isinstance(content, list) else [])
-        if isinstance(block, Mapping)
-        and block.get("type") == "tool_use"
-        and block.get("name") == TOOL_NAME
-    ]
-    if len(calls) != 1:
-        return everything(f"{REASON_MALFORMED}: expected one {TOOL_NAME} call, got {len(calls)}")
-    payload = calls[0].get("input")
-    items = payload.get("items") if isinstance(payload, Mapping) else None
-    if not isinstance(items, list):
-        return everything(f"{REASON_MALFORMED}: no list of items")
+    items = _answer_items(body.get("content"))
+    if isinstance(items, str):
+        return everything(f"{REASON_MALFORMED}: {items}")
 
     allowed = prompt.allowed
-    expected = set(refs)
+    expected = {item.ref for item in prompt.items}
     seen: dict[str, Any] = {}
     duplicated: set[str] = set()
     unknown: list[str] = []
@@ -140,6 +152,10 @@ def parse_message(body: Mapping[str, Any], prompt: ClassificationPrompt) -> Pars
             duplicated.add(ref)
         seen[ref] = raw
 
+    failure = _canary_failure(prompt, seen, duplicated)
+    if failure:
+        return everything(REASON_CANARY, failure)
+
     answers: dict[str, ItemAnswer] = {}
     rejections: dict[str, str] = {}
     for ref in refs:
@@ -154,6 +170,47 @@ def parse_message(body: Mapping[str, Any], prompt: ClassificationPrompt) -> Pars
             else:
                 rejections[ref] = outcome
     return ParsedAnswer(answers, rejections, tuple(unknown), usage, stop, message_id)
+
+
+def _answer_items(content: Any) -> list[Any] | str:
+    """The answer's list of items, or what is wrong with the answer."""
+    blocks = [b for b in (content if isinstance(content, list) else []) if isinstance(b, Mapping)]
+    calls = [b for b in blocks if b.get("type") == "tool_use" and b.get("name") == TOOL_NAME]
+    texts = [b.get("text") for b in blocks if b.get("type") == "text"]
+    if calls:
+        if len(calls) != 1:
+            return f"expected one {TOOL_NAME} call, got {len(calls)}"
+        payload = calls[0].get("input")
+    elif texts and all(isinstance(t, str) for t in texts):
+        try:
+            payload = loads_json("".join(texts))
+        except ValueError:
+            return "the answer is not the JSON object asked for"
+    else:
+        return f"expected one {TOOL_NAME} call or a JSON answer, got neither"
+    items = payload.get("items") if isinstance(payload, Mapping) else None
+    if not isinstance(items, list):
+        return "no list of items"
+    return items
+
+
+def _canary_failure(
+    prompt: ClassificationPrompt, seen: Mapping[str, Any], duplicated: set[str]
+) -> str:
+    """Why the known-answer items show the answer cannot be trusted, or ""."""
+    for canary in prompt.canaries:
+        raw = seen.get(canary.ref)
+        got = raw.get("category") if isinstance(raw, Mapping) else None
+        if canary.ref in duplicated:
+            return "a known-answer item was answered twice"
+        if raw is None:
+            return "a known-answer item was not answered"
+        if got != canary.category:
+            return (
+                f"a known-answer item came back as '{clean_line(str(got), 60)}', "
+                f"not '{canary.category}'"
+            )
+    return ""
 
 
 def _validate_item(ref: str, raw: Mapping[str, Any], allowed: frozenset[str]) -> ItemAnswer | str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anthropic
 
@@ -18,7 +18,12 @@ from integrations.claude.answers import (
     parse_message,
 )
 from integrations.claude.batches import BatchItemResult, BatchStatus, parse_batch_results
-from integrations.claude.prompt import ClassificationPrompt, build_message_params
+from integrations.claude.capabilities import capabilities_of
+from integrations.claude.prompt import (
+    ClassificationPrompt,
+    build_message_params,
+    retry_max_tokens,
+)
 
 # --- Errors ------------------------------------------------------------------------------
 
@@ -69,15 +74,36 @@ class ClaudeClassifier:
 
     def classify(self, prompt: ClassificationPrompt) -> ClassificationResult:
         """One request. Raises ModelUnavailable, ModelNotAuthorized or ModelRequestRejected
-        when there is no answer at all; a bad answer is a result with rejections."""
+        when there is no answer at all; a bad answer is a result with rejections.
+
+        An answer cut off at max_tokens (thinking counts toward it on models that think by
+        default) is asked once more with a larger budget; cut off again, its items are
+        rejected as truncated. Both calls' tokens are counted."""
+        caps = capabilities_of(self.config.model)
         params = build_message_params(prompt, model=self.config.model)
         started = time.monotonic()
+        parsed, attempts = self._ask(params, prompt)
+        larger = retry_max_tokens(params["max_tokens"], caps)
+        if parsed.stop_reason == "max_tokens" and larger is not None:
+            first = parsed
+            parsed, more = self._ask({**params, "max_tokens": larger}, prompt)
+            parsed = replace(parsed, usage=first.usage + parsed.usage)
+            attempts += more
+        return ClassificationResult(
+            **{f: getattr(parsed, f) for f in ParsedAnswer.__dataclass_fields__},
+            latency_ms=int((time.monotonic() - started) * 1000),
+            attempts=attempts,
+        )
+
+    def _ask(
+        self, params: Mapping[str, object], prompt: ClassificationPrompt
+    ) -> tuple[ParsedAnswer, int]:
+        """One call (with the SDK's retries): the parsed answer and the attempts it took."""
         try:
             raw = self._client.messages.with_raw_response.create(**params)
             content = raw.http_response.content
         except anthropic.AnthropicError as exc:
             raise translate_error(exc) from exc
-        latency_ms = int((time.monotonic() - started) * 1000)
         try:
             body = loads_json(content)
         except ValueError:
@@ -86,12 +112,8 @@ class ClaudeClassifier:
             parsed = parse_message(body, prompt)
         else:
             reason = f"{REASON_MALFORMED}: the response is not a JSON object"
-            parsed = ParsedAnswer({}, {i.ref: reason for i in prompt.items}, (), Usage(), "")
-        return ClassificationResult(
-            **{f: getattr(parsed, f) for f in ParsedAnswer.__dataclass_fields__},
-            latency_ms=latency_ms,
-            attempts=raw.retries_taken + 1,
-        )
+            parsed = ParsedAnswer({}, {r: reason for r in prompt.asked_refs}, (), Usage(), "")
+        return parsed, raw.retries_taken + 1
 
     # Message Batches API (50% cheaper; results within 24 hours).
 

@@ -1,6 +1,7 @@
 """What one classification request says: the firm-wide instructions and category list, the
-client's rules and examples (the stable prefix, marked for prompt caching), the notes, and the
-one tool the model must call."""
+client's rules and examples (the stable prefix, marked for prompt caching), the notes (with the
+known-answer items mixed in), and the shape of the answer: a JSON schema, sent as structured
+outputs or as the one tool, whichever the model accepts (capabilities.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from integrations.claude.capabilities import ModelCapabilities, capabilities_of
+
 TOOL_NAME = "record_classifications"
 NEEDS_REVIEW = "needs_review"
 DESCRIPTION_MAX_CHARS = 120
@@ -20,6 +23,9 @@ NOTE_MAX_CHARS = 400
 MAX_TOKENS_BASE = 256
 MAX_TOKENS_PER_ITEM = 90
 MAX_TOKENS_CAP = 8192
+# A request cut off at max_tokens is sent once more with twice the budget, at most this much
+# (and never more than the model's max output): it bounds what one runaway answer costs.
+MAX_TOKENS_RETRY_CAP = 32_768
 
 
 # --- Inputs ------------------------------------------------------------------------------
@@ -48,19 +54,36 @@ class NoteItem:
 
 
 @dataclass(frozen=True)
+class Canary:
+    """A known-answer item: one of `items` (its note is certain to be `category`). An answer
+    that gets it wrong was steered by something in the request, so none of it is trusted."""
+
+    ref: str
+    category: str
+
+
+@dataclass(frozen=True)
 class ClassificationPrompt:
     """Everything one request says. `categories`, `client_rules` and `examples` form the
-    stable prefix (cached); `items` change per request."""
+    stable prefix (cached); `items` change per request. `items` holds the known-answer items
+    too, in their place; `canaries` says which they are (never told to the model)."""
 
     client_name: str
     categories: tuple[CategoryOption, ...]
     items: tuple[NoteItem, ...]
     client_rules: tuple[str, ...] = ()
     examples: tuple[Example, ...] = ()
+    canaries: tuple[Canary, ...] = ()
 
     @property
     def allowed(self) -> frozenset[str]:
         return frozenset(c.key for c in self.categories)
+
+    @property
+    def asked_refs(self) -> tuple[str, ...]:
+        """The references of the real items (not the known-answer ones), in order."""
+        known = {c.ref for c in self.canaries}
+        return tuple(item.ref for item in self.items if item.ref not in known)
 
 
 # --- The request -------------------------------------------------------------------------
@@ -68,8 +91,9 @@ class ClassificationPrompt:
 INSTRUCTIONS = """\
 You classify time-tracking notes of a professional-services firm into invoice line items.
 
-For every entry you receive you return, through the record_classifications tool:
-- entry_ref: the reference of the entry exactly as given (never invent one, never skip one);
+For every entry you receive you return one object in the answer's "items" list:
+- entry_ref: the reference ("ref") of the entry exactly as given (never invent one, never skip
+  one);
 - category: exactly one key from the category list below, or "needs_review" when the note does
   not say clearly enough what the work was;
 - description: a short, client-facing line for the invoice (at most 120 characters);
@@ -130,9 +154,9 @@ def _client_block(prompt: ClassificationPrompt) -> str:
     return "\n".join(lines)
 
 
-def tool_definition(categories: Sequence[CategoryOption]) -> dict[str, Any]:
-    """The one tool the model must call. Length and range limits are in the descriptions
-    (strict tool schemas do not take them) and are checked on the answer."""
+def answer_schema(categories: Sequence[CategoryOption]) -> dict[str, Any]:
+    """The JSON schema of an answer: a list of items, one per entry. Length and range limits
+    are in the descriptions (strict schemas do not take them) and are checked on the answer."""
     keys = [c.key for c in categories] + [NEEDS_REVIEW]
     item = {
         "type": "object",
@@ -149,30 +173,54 @@ def tool_definition(categories: Sequence[CategoryOption]) -> dict[str, Any]:
         "additionalProperties": False,
     }
     return {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": item}},
+        "required": ["items"],
+        "additionalProperties": False,
+    }
+
+
+def tool_definition(categories: Sequence[CategoryOption]) -> dict[str, Any]:
+    """The one tool, for a model without structured outputs (strict tool use)."""
+    return {
         "name": TOOL_NAME,
         "description": "Record the classification of every entry of this request.",
-        "input_schema": {
-            "type": "object",
-            "properties": {"items": {"type": "array", "items": item}},
-            "required": ["items"],
-            "additionalProperties": False,
-        },
+        "input_schema": answer_schema(categories),
         "strict": True,
     }
 
 
 def max_tokens_for(items: int) -> int:
+    """What the answer itself needs: a short object per item."""
     return min(MAX_TOKENS_BASE + MAX_TOKENS_PER_ITEM * items, MAX_TOKENS_CAP)
 
 
-def build_message_params(prompt: ClassificationPrompt, *, model: str) -> dict[str, Any]:
-    """The body of one Messages API request (also a Message Batches `params`).
+def request_max_tokens(items: int, caps: ModelCapabilities) -> int:
+    """max_tokens for a request of `items` items: the answer, plus room for thinking where
+    the model thinks by default and its thinking counts toward max_tokens."""
+    return min(max_tokens_for(items) + caps.budget_for_thinking, caps.max_output_tokens)
+
+
+def retry_max_tokens(previous: int, caps: ModelCapabilities) -> int | None:
+    """The larger budget for the one retry of an answer cut off at `previous`; None when
+    there is no larger budget to give."""
+    larger = min(previous * 2, MAX_TOKENS_RETRY_CAP, caps.max_output_tokens)
+    return larger if larger > previous else None
+
+
+def build_message_params(
+    prompt: ClassificationPrompt, *, model: str, max_tokens: int | None = None
+) -> dict[str, Any]:
+    """The body of one Messages API request (also a Message Batches `params`), in the shape
+    `model` accepts (capabilities.py): structured outputs where supported, else one tool with
+    tool_choice auto (forced where the model allows it). Never sampling parameters, a thinking
+    field or an assistant prefill: the messages end with the user's turn.
 
     Cache breakpoints, in the API's prefix order tools -> system -> messages: after the
     firm-wide instructions and category list (shared by every client), and after the client's
     rules and examples (shared by every request of that client). Only the notes vary.
-    No sampling parameters: the API version of SDK 2.x rejects them.
     """
+    caps = capabilities_of(model)
     entries = [
         {"ref": item.ref, "note": clean_line(item.note, NOTE_MAX_CHARS)} for item in prompt.items
     ]
@@ -182,9 +230,9 @@ def build_message_params(prompt: ClassificationPrompt, *, model: str) -> dict[st
         "array below; answer every entry_ref exactly once.\n"
         f"<entries>\n{_data(listing)}\n</entries>"
     )
-    return {
+    params: dict[str, Any] = {
         "model": model,
-        "max_tokens": max_tokens_for(len(entries)),
+        "max_tokens": max_tokens or request_max_tokens(len(entries), caps),
         "system": [
             {
                 "type": "text",
@@ -197,10 +245,20 @@ def build_message_params(prompt: ClassificationPrompt, *, model: str) -> dict[st
                 "cache_control": {"type": "ephemeral"},
             },
         ],
-        "tools": [tool_definition(prompt.categories)],
-        "tool_choice": {"type": "tool", "name": TOOL_NAME, "disable_parallel_tool_use": True},
         "messages": [{"role": "user", "content": user}],
     }
+    if caps.structured_outputs:
+        params["output_config"] = {
+            "format": {"type": "json_schema", "schema": answer_schema(prompt.categories)}
+        }
+    else:
+        params["tools"] = [tool_definition(prompt.categories)]
+        params["tool_choice"] = (
+            {"type": "tool", "name": TOOL_NAME, "disable_parallel_tool_use": True}
+            if caps.forced_tool_choice
+            else {"type": "auto", "disable_parallel_tool_use": True}
+        )
+    return params
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -6,8 +6,10 @@ whose last answer failed for a reason of the answer itself (model unavailable, c
 malformed, missing), or whose entry changed after it was asked.
 
 How: per client, identical normalized notes are asked once; notes go in requests of
-CLASSIFIER_BATCH_SIZE (a note that reads like instructions to the model goes alone, so it
-can only ever affect its own entries); the adapter validates every answer item. A validated
+CLASSIFIER_BATCH_SIZE under opaque references, with known-answer items mixed in; an answer
+that gets a known-answer item wrong decides nothing, and its notes are asked again one by one,
+so a note that steers the model can only spoil its own answer (a note that reads like
+instructions is asked alone from the start); the adapter validates every answer item. A validated
 answer is stored in `Classification.model_*` only (never hours, dates, amounts, client or
 project), then `classify_entries` re-decides those entries so tier 4 applies with the
 confidence threshold, and drafts holding them are rebuilt. Every request is recorded
@@ -37,6 +39,8 @@ from invoices.model_tier.planning import (
     ClientPlan,
     NoteGroup,
     PlannedRequest,
+    batch_secret,
+    one_by_one,
     plan_client,
 )
 from invoices.model_tier.pricing import PRICES, ModelPrice, cost_usd, price_of
@@ -67,11 +71,13 @@ __all__ = [
     "ModelTierSummary",
     "NoteGroup",
     "PlannedRequest",
+    "batch_secret",
     "claude_settings",
     "client_lock",
     "cost_usd",
     "enqueue_model_tier",
     "model_configured",
+    "one_by_one",
     "plan_client",
     "price_of",
     "run_model_tier",

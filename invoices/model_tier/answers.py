@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from integrations.claude import REASON_UNAVAILABLE, ParsedAnswer, Usage
+from integrations.claude import REASON_REASK, REASON_UNAVAILABLE, ParsedAnswer, Usage
 from invoices.classification import classify_entries, entries_to_classify
 from invoices.configuration import Configuration
 from invoices.core.classify import TIER_LLM
@@ -40,6 +40,11 @@ def _locked_rows(entry_ids: list[int]) -> dict[int, Classification]:
     return {row.entry_id: row for row in rows}
 
 
+def needs_one_by_one(request: PlannedRequest, parsed: ParsedAnswer) -> bool:
+    """A shared request whose answer failed the known-answer check: ask its notes alone."""
+    return bool(parsed.canary_failure) and len(request.groups) > 1
+
+
 def store_answer(
     run: ModelRun,
     request: PlannedRequest,
@@ -52,7 +57,12 @@ def store_answer(
     attempts: int,
 ) -> list[int]:
     cost = cost_usd(model=run.model, usage=parsed.usage, batch=batch)
+    if needs_one_by_one(request, parsed):
+        _store_screened(run, request, parsed, summary, cost, latency_ms, attempts)
+        return []
     problems = [f"{ref}: {reason}" for ref, reason in sorted(parsed.rejections.items())]
+    if parsed.canary_failure:
+        problems.insert(0, f"known-answer check failed: {parsed.canary_failure}")
     if parsed.unknown_refs:
         problems.append("unknown entry refs in the answer: " + ", ".join(parsed.unknown_refs))
     with transaction.atomic():
@@ -103,6 +113,45 @@ def store_answer(
             cost,
         )
     return list(rows)
+
+
+def _store_screened(
+    run: ModelRun,
+    request: PlannedRequest,
+    parsed: ParsedAnswer,
+    summary: ModelTierSummary,
+    cost: Decimal,
+    latency_ms: int,
+    attempts: int,
+) -> None:
+    """An answer that failed the known-answer check: recorded (its tokens were paid for), none
+    of it stored as a decision. Its entries wait for the one-by-one requests, with a reason a
+    later run retries should this one stop first."""
+    with transaction.atomic():
+        stored = ModelRequest.objects.create(
+            run=run,
+            client_id=request.client_id,
+            status=ModelRequest.Status.INVALID,
+            entries=len(request.entry_ids),
+            distinct_notes=len(request.groups),
+            input_tokens=parsed.usage.input_tokens,
+            output_tokens=parsed.usage.output_tokens,
+            cache_read_tokens=parsed.usage.cache_read_tokens,
+            cache_write_tokens=parsed.usage.cache_write_tokens,
+            cost_usd=cost,
+            latency_ms=latency_ms,
+            attempts=attempts,
+            error=f"known-answer check failed: {parsed.canary_failure}; "
+            "every note of the request asked again on its own",
+        )
+        rows = _locked_rows(request.entry_ids)
+        for row in rows.values():
+            row.model_category_id, row.model_description, row.model_confidence = None, "", None
+            row.model_note, row.model_request = REASON_REASK, stored
+        Classification.objects.bulk_update(rows.values(), MODEL_FIELDS)
+        classify_entries(entries_to_classify(entry_ids=list(rows)))
+        # The entries are counted by the requests that answer them one by one.
+        _count(run, summary, request, 0, 0, 0, parsed.usage, cost, entries=False)
 
 
 def store_failure(
@@ -166,10 +215,13 @@ def _count(
     unavailable: int,
     usage: Usage,
     cost: Decimal,
+    *,
+    entries: bool = True,
 ) -> None:
     """Add one request to the run (in the database, so a run cut short still adds up)."""
-    summary.entries += len(request.entry_ids)
-    summary.distinct_notes += len(request.groups)
+    entry_count = len(request.entry_ids) if entries else 0
+    summary.entries += entry_count
+    summary.distinct_notes += len(request.groups) if entries else 0
     summary.requests += 1
     summary.decided += decided
     summary.needs_review += needs_review
@@ -177,7 +229,7 @@ def _count(
     summary.usage += usage
     summary.cost_usd += cost
     ModelRun.objects.filter(pk=run.pk).update(
-        entries=F("entries") + len(request.entry_ids),
+        entries=F("entries") + entry_count,
         decided=F("decided") + decided,
         abstained=F("abstained") + needs_review,
         requests=F("requests") + 1,

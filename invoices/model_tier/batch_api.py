@@ -1,5 +1,7 @@
 """The model tier through the Message Batches API (half price, results within 24 h): every
-request submitted as one batch, polled until it ends, its results applied once."""
+request submitted as one batch, polled until it ends, its results applied once. A request whose
+answer failed the known-answer check has its notes asked again one by one through the Messages
+API once the batch is applied."""
 
 from __future__ import annotations
 
@@ -24,14 +26,22 @@ from invoices.classification import approved_memory, classify_entries, entries_t
 from invoices.configuration import Configuration, load_configuration
 from invoices.model_tier.answers import (
     finish_run,
+    needs_one_by_one,
     rebuild_drafts,
     store_answer,
     store_failure,
     store_no_note,
 )
 from invoices.model_tier.model_settings import claude_settings, model_configured
-from invoices.model_tier.planning import ClientPlan, PlannedRequest, plan_client
+from invoices.model_tier.planning import (
+    ClientPlan,
+    PlannedRequest,
+    batch_secret,
+    one_by_one,
+    plan_client,
+)
 from invoices.model_tier.results import ModelTierError, ModelTierSummary
+from invoices.model_tier.run import ask_and_store
 from invoices.model_tier.selection import classify_unclassified, client_lock, undecided_entries
 from invoices.models import Classification, ModelRun
 from timesheets.models import Client, TimeEntry
@@ -105,7 +115,7 @@ def _plan_batch(
                     "id", "notes", "normalized_notes"
                 )
             )
-            plan = _batch_plan_for(client, entries)
+            plan = _batch_plan_for(run, client, entries)
             store_no_note(plan.no_note, ModelTierSummary())
             ids = [i for r in plan.requests for i in r.entry_ids]
             Classification.objects.filter(entry_id__in=ids).update(model_note=marker)
@@ -113,7 +123,7 @@ def _plan_batch(
     return requests
 
 
-def _batch_plan_for(client: Client, entries: list[TimeEntry]) -> ClientPlan:
+def _batch_plan_for(run: ModelRun, client: Client, entries: list[TimeEntry]) -> ClientPlan:
     config = load_configuration([client.id])
     return plan_client(
         client,
@@ -121,6 +131,7 @@ def _batch_plan_for(client: Client, entries: list[TimeEntry]) -> ClientPlan:
         config=config,
         memory=approved_memory([client.id]).get(client.id, {}),
         batch_size=settings.CLASSIFIER_BATCH_SIZE,
+        secret=batch_secret(run.id),
     )
 
 
@@ -133,7 +144,7 @@ def _waiting_plans(run: ModelRun, marker: str) -> list[PlannedRequest]:
     for entry in waiting.only("id", "client_id", "notes", "normalized_notes"):
         by_client[entry.client_id].append(entry)
     for client in Client.objects.filter(id__in=by_client).order_by("id"):
-        plans += _batch_plan_for(client, by_client[client.id]).requests
+        plans += _batch_plan_for(run, client, by_client[client.id]).requests
     return plans
 
 
@@ -160,15 +171,28 @@ def _finish_batch(
     results = classifier.batch_results(run.batch_id, {k: p.prompt for k, p in plans.items()})
     config = load_configuration(sorted({p.client_id for p in plans.values()}))
     touched: list[int] = []
+    screened: list[PlannedRequest] = []
     with transaction.atomic():
         current = ModelRun.objects.select_for_update().get(pk=run.pk)
         if current.status != ModelRun.Status.RUNNING:
             return  # another call applied it
         for item in results:
-            touched += _apply_batch_item(current, plans[item.custom_id], item, config, summary)
+            plan = plans[item.custom_id]
+            touched += _apply_batch_item(current, plan, item, config, summary)
+            if item.answer is not None and needs_one_by_one(plan, item.answer):
+                screened.append(plan)
         _release(current, marker, note=REASON_UNAVAILABLE, error="")
         finish_run(current, ModelRun.Status.DONE)
-    rebuild_drafts(touched)
+    # After the commit, outside the run's lock: these are ordinary Messages API calls. A run
+    # stopped here leaves those entries with a reason the next run retries.
+    try:
+        for plan in screened:
+            for single in one_by_one(plan):
+                touched += ask_and_store(classifier, current, single, config, summary)
+    except ModelNotAuthorized as exc:
+        raise ModelTierError(f"the model API refused the configured key: {exc}") from exc
+    finally:
+        rebuild_drafts(touched)
 
 
 def _apply_batch_item(

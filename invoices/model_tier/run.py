@@ -20,13 +20,14 @@ from invoices.classification import approved_memory, entries_to_classify
 from invoices.configuration import Configuration, load_configuration
 from invoices.model_tier.answers import (
     finish_run,
+    needs_one_by_one,
     rebuild_drafts,
     store_answer,
     store_failure,
     store_no_note,
 )
 from invoices.model_tier.model_settings import claude_settings, model_configured
-from invoices.model_tier.planning import PlannedRequest, plan_client
+from invoices.model_tier.planning import PlannedRequest, one_by_one, plan_client
 from invoices.model_tier.results import ModelTierError, ModelTierSummary
 from invoices.model_tier.selection import classify_unclassified, client_lock, undecided_entries
 from invoices.models import ModelRun
@@ -89,7 +90,7 @@ def run_model_tier(
                 store_no_note(plan.no_note, summary)
                 touched: list[int] = []
                 for request in plan.requests:
-                    touched += _ask(classifier, run, request, config, summary)
+                    touched += ask_and_store(classifier, run, request, config, summary)
             rebuild_drafts(touched)
         status, error = ModelRun.Status.DONE, ""
     except ModelNotAuthorized as exc:
@@ -100,14 +101,15 @@ def run_model_tier(
     return summary
 
 
-def _ask(
+def ask_and_store(
     classifier: ClaudeClassifier,
     run: ModelRun,
     request: PlannedRequest,
     config: Configuration,
     summary: ModelTierSummary,
 ) -> list[int]:
-    """One request: ask, store, re-decide. Returns the ids of entries it touched."""
+    """One request: ask, store, re-decide; when its answer fails the known-answer check, its
+    notes are asked again one by one. Returns the ids of entries it touched."""
     started = time.monotonic()
     try:
         result = classifier.classify(request.prompt)
@@ -136,7 +138,7 @@ def _ask(
             latency_ms=int((time.monotonic() - started) * 1000),
         )
         raise
-    return store_answer(
+    touched = store_answer(
         run,
         request,
         result,
@@ -146,3 +148,7 @@ def _ask(
         latency_ms=result.latency_ms,
         attempts=result.attempts,
     )
+    if needs_one_by_one(request, result):
+        for single in one_by_one(request):
+            touched += ask_and_store(classifier, run, single, config, summary)
+    return touched
