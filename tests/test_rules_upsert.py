@@ -336,6 +336,11 @@ def test_a_derivation_says_what_it_cites_after_the_row_is_deleted(drafted_line, 
         "5. client + role",
         "role Partner",
     )
+    # The audit trail keeps the deleted row as it was, under the id the derivation names.
+    deleted = apps.get_model("invoices", "RateHistory").objects.get(
+        pgh_obj_id=cited["row"], pgh_label="delete"
+    )
+    assert (deleted.role, str(deleted.rate)) == ("Partner", "300.00")
 
 
 # --- bill_approved_only ----------------------------------------------------------------------

@@ -62,7 +62,7 @@ def compile_notes_pattern(pattern: str) -> Any:
     RE2 matches in time linear in the length of the notes, whatever the pattern: a pattern
     such as `(a+)+$` would take Python's backtracking `re` minutes on one 30-character note,
     and notes come from outside (trackers, CSV files). The price is RE2's syntax: no
-    backreferences or lookaround, and `\\b`, `\\w` are ASCII-only.
+    backreferences or lookaround, and `\\b`, `\\w`, `\\d`, `\\s` are ASCII-only.
     """
     try:
         return re2.compile(pattern, options=_RE2_OPTIONS)
