@@ -20,7 +20,6 @@ from timesheets.importing.values import (
     sniff_date_order,
 )
 
-
 EXPECTED = "YYYY-MM-DD, M/D/YYYY, D.M.YYYY or D-M-YYYY"
 
 
