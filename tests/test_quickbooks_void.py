@@ -353,3 +353,19 @@ def test_voiding_without_the_box_leaves_quickbooks_and_offers_a_button_later(
     service.void_pushed_invoice(push_id=row.pk)
     html = client.get(page).content.decode()
     assert "is still open there" not in html and "Void in QuickBooks" not in html
+
+
+def test_approve_and_send_of_a_redraft_is_refused_and_leaves_the_draft_a_draft(
+    approved, fake, pusher
+):
+    pushed(approved, pusher)
+    void_invoice(invoice=approved["invoice"], user=pusher)
+    redraft = draft_invoices(period=OCTOBER).invoices[0]
+    with pytest.raises(service.PushRefused) as refused:
+        service.approve_and_push(invoice=redraft, user=pusher)
+    assert str(refused.value).startswith(
+        f"draft #{redraft.pk} is not sent to QuickBooks: 2 of its entries are still billed"
+    )
+    redraft.refresh_from_db()
+    assert (redraft.status, redraft.number) == ("draft", None)
+    assert InvoicePush.objects.filter(invoice=redraft).count() == 0

@@ -209,6 +209,11 @@ def approve_and_push(*, invoice: Invoice, user) -> InvoicePush:
     """Approve and send to QuickBooks, both or neither: a missing mapping keeps the draft."""
     with transaction.atomic():
         _check_ready(invoice=invoice, user=user)
+        # Checked on the draft too, so the refusal names the draft, not a number the rolled-back
+        # approval gave and took back (request_push checks it again under the lock).
+        earlier = earlier_open_invoices(invoice)
+        if earlier:
+            raise PushRefused(_open_elsewhere_message(invoice, earlier))
         approved = approve_invoice(invoice=invoice, user=user)
         return request_push(invoice=approved, user=user)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db import transaction
 from django.utils import timezone
 
 from invoices.models import InvoiceEvent, InvoicePush
@@ -37,19 +38,30 @@ def refresh_statuses() -> StatusSummary:
     for row in rows:
         found = remote.get(row.qbo_invoice_id)
         status = found.status if found else "deleted"
-        if status != row.qbo_status:
-            changed += 1
-            InvoiceEvent.objects.create(
-                invoice_id=row.invoice_id,
-                action="qbo_status",
-                detail={
-                    "qbo_invoice_id": row.qbo_invoice_id,
-                    "status": {"before": row.qbo_status, "after": status},
-                },
+        with transaction.atomic():
+            # A void in QuickBooks recorded since the rows were read (voiding.py) is final:
+            # an answer read before it must not write an open status back over it.
+            current = (
+                InvoicePush.objects.select_for_update()
+                .filter(pk=row.pk)
+                .exclude(qbo_status__in=FINAL_REMOTE_STATUSES)
+                .first()
             )
-        row.qbo_status = status
-        row.status_checked_at = now
-        if found is not None:
-            row.sync_token = found.sync_token
-    InvoicePush.objects.bulk_update(rows, ["qbo_status", "status_checked_at", "sync_token"])
+            if current is None:
+                continue
+            if status != current.qbo_status:
+                changed += 1
+                InvoiceEvent.objects.create(
+                    invoice_id=current.invoice_id,
+                    action="qbo_status",
+                    detail={
+                        "qbo_invoice_id": current.qbo_invoice_id,
+                        "status": {"before": current.qbo_status, "after": status},
+                    },
+                )
+            current.qbo_status = status
+            current.status_checked_at = now
+            if found is not None:
+                current.sync_token = found.sync_token
+            current.save(update_fields=["qbo_status", "status_checked_at", "sync_token"])
     return StatusSummary(len(rows), changed)
