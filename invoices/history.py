@@ -8,9 +8,13 @@ of an update is the previous event of the same row, which the migration that ins
 triggers seeds with a `baseline` snapshot of every row that existed then. Who and where come
 from `pghistory.middleware.HistoryMiddleware` (the logged-in user and the URL).
 
-Every event model lives in this app, so tracking the time entries of `timesheets` needs no
-migration there: the triggers are declared on a proxy of `TimeEntry` defined here, and
-pgtrigger installs them on the proxy's table, which is the entry table.
+Every event model lives in this app, so tracking the time entries, people, projects and
+clients of `timesheets` needs no migration there: the triggers are declared on proxies of those
+models defined here, and pgtrigger installs them on each proxy's table, which is the model's.
+
+Drafting replaces every line and entry link of a draft on each rebuild (one bulk DELETE, one
+bulk INSERT), so those tables, like the entries, are recorded by statement-level triggers: one
+INSERT ... SELECT from the statement's transition table, whatever the number of rows.
 
 `InvoiceEvent` stays the domain log (approved, voided, corrected, pushed, with the reason);
 these tables are the row-level record underneath it.
@@ -32,10 +36,13 @@ from invoices.models import (
     ClientPolicy,
     Firm,
     Invoice,
+    InvoiceEntry,
+    InvoiceLine,
+    InvoicePush,
     Rate,
     RateMultiplier,
 )
-from timesheets.models import TimeEntry
+from timesheets.models import Client, Person, Project, TimeEntry
 
 # A reviewer's decision is what the trail must show for classifications; the decision fields
 # that every classification run rewrites in bulk would add a row per entry per run.
@@ -104,6 +111,9 @@ TIME_ENTRY_FIELDS = [
     "duration_seconds",
     "notes",
     "tracker_billable",
+    # The tracker's billing state holds an entry back or lets it bill (section 10.2).
+    "tracker_invoiced",
+    "tracker_approved",
     "content_hash",
     "locked",
     "pending_source_change",
@@ -162,10 +172,158 @@ pghistory.track(
     app_label="invoices",
 )(TrackedTimeEntry)
 
+# Every field of a line and of an entry link: what a line bills and why, and which entry is on
+# which invoice in which state. Named, so that a field added later is a decision here.
+INVOICE_LINE_FIELDS = [
+    "invoice",
+    "position",
+    "kind",
+    "description",
+    "category",
+    "billing_code",
+    "project",
+    "person",
+    "quantity",
+    "unit_price",
+    "amount",
+    "first_date",
+    "derivation",
+]
+INVOICE_ENTRY_FIELDS = [
+    "invoice",
+    "line",
+    "entry",
+    "state",
+    "pending_reason",
+    "is_live",
+    "raw_seconds",
+    "billed_seconds",
+    "content_hash",
+    "late_from",
+]
+# `status_checked_at` is left out: the status check rewrites it on every poll; what it found
+# (`qbo_status`, `qbo_total`, `status`) is recorded when it changes.
+INVOICE_PUSH_FIELDS = [
+    "invoice",
+    "generation",
+    "request_id",
+    "status",
+    "attempts",
+    "qbo_invoice_id",
+    "sync_token",
+    "doc_number",
+    "qbo_total",
+    "qbo_status",
+    "last_error",
+    "requested_by",
+    "pushed_at",
+]
+
+for _model, _fields, _name, _verbose in (
+    (InvoiceLine, INVOICE_LINE_FIELDS, "InvoiceLineHistory", "invoice line"),
+    (InvoiceEntry, INVOICE_ENTRY_FIELDS, "InvoiceEntryHistory", "invoice entry link"),
+):
+    pghistory.track(
+        *_row_events(),
+        fields=_fields,
+        obj_field=_obj(),
+        meta={
+            "verbose_name": f"{_verbose} version",
+            "verbose_name_plural": f"{_verbose} history",
+        },
+        # Per statement, as for time entries: a rebuild of a 100,000-entry draft deletes and
+        # inserts 100,000 links in two statements, and each then writes its history in one.
+        level=pgtrigger.Statement,
+        model_name=_name,
+        app_label="invoices",
+    )(_model)
+
+pghistory.track(
+    *_row_events(),
+    fields=INVOICE_PUSH_FIELDS,
+    obj_field=_obj(),
+    model_name="InvoicePushHistory",
+    app_label="invoices",
+)(InvoicePush)
+
+
+class TrackedPerson(Person):
+    """`Person` as the audit trail sees it (a person's role picks rates, section 5)."""
+
+    objects = models.Manager()  # as on TrackedTimeEntry: this app's migration state only
+
+    class Meta:
+        proxy = True
+        base_manager_name = "objects"
+        verbose_name = "person"
+        verbose_name_plural = "people"
+
+
+class TrackedProject(Project):
+    """`Project` as the audit trail sees it (its client, code and billing pick rates, caps and
+    whether it bills at all)."""
+
+    objects = models.Manager()
+
+    class Meta:
+        proxy = True
+        base_manager_name = "objects"
+        verbose_name = "project"
+        verbose_name_plural = "projects"
+
+
+class TrackedClient(Client):
+    """`Client` as the audit trail sees it (its name is on every invoice)."""
+
+    objects = models.Manager()
+
+    class Meta:
+        proxy = True
+        base_manager_name = "objects"
+        verbose_name = "client"
+        verbose_name_plural = "clients"
+
+
+# The fields that price or place time; bookkeeping such as `created_at` is left out, and a
+# field another feature adds to these models is recorded once it is named here (no migration
+# in this app for a change in that one).
+DIRECTORY_MODELS = [
+    (TrackedPerson, ["email", "name", "role"], "PersonHistory"),
+    (TrackedProject, ["client", "code", "name", "billing"], "ProjectHistory"),
+    (TrackedClient, ["name"], "ClientHistory"),
+]
+for _model, _fields, _name in DIRECTORY_MODELS:
+    pghistory.track(
+        *_row_events(),
+        fields=_fields,
+        obj_field=_obj(),
+        meta={
+            "verbose_name": f"{_model._meta.verbose_name} version",
+            "verbose_name_plural": f"{_model._meta.verbose_name} history",
+        },
+        model_name=_name,
+        app_label="invoices",
+    )(_model)
+
+# The tables a rebuild rewrites whole (and the entries an import writes by the thousand): the
+# audit trail shows them when their table, or one invoice, is chosen, not by default.
+HIGH_VOLUME_HISTORY = ["TimeEntryHistory", "InvoiceLineHistory", "InvoiceEntryHistory"]
+# Event tables whose rows name an invoice: one invoice's whole record across them.
+INVOICE_HISTORY = [
+    "InvoiceHistory",
+    "InvoiceLineHistory",
+    "InvoiceEntryHistory",
+    "InvoicePushHistory",
+]
+
 HISTORY_MODEL_NAMES = [name for _, name in CONFIGURATION_MODELS] + [
     "InvoiceHistory",
+    "InvoiceLineHistory",
+    "InvoiceEntryHistory",
+    "InvoicePushHistory",
     "ClassificationHistory",
     "TimeEntryHistory",
+    *(name for _, _, name in DIRECTORY_MODELS),
 ]
 
 
