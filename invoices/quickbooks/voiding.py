@@ -159,7 +159,11 @@ def _void_locked(push_id: int, user_id: int | None) -> InvoicePush:
             if exc.code != STALE_OBJECT:
                 return _void_failed(row, exc.message, user_id)
             last = exc  # changed in QuickBooks between our read and the void: read again
-        except (qbo.QuickBooksThrottled, qbo.QuickBooksTransientError) as exc:
+        except (
+            qbo.QuickBooksThrottled,
+            qbo.QuickBooksTransientError,
+            qbo.QuickBooksAuthExpired,  # refused again right after a refresh
+        ) as exc:
             last = exc
             delay = pushing._backoff_seconds(attempt, exc)
             if attempt == max_tries or time.monotonic() + delay > deadline:
