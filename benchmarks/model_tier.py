@@ -15,7 +15,9 @@ workers; a 500-entry month of 10 clients goes from CSV import to invoice drafts 
 rules and memory, the model tier in the cluster's workers, drafting). Prints the seconds.
 
 Token counts are the fake's estimate (about 4 characters per token); the real Haiku 5.5
-tokenizer counts more (api-notes 5.9), the ratios are what matter. Each part runs in its own
+tokenizer counts more (api-notes 5.9), the ratios are what matter. Output tokens include the
+fake's simulated thinking (Haiku 5.5 thinks by default and is billed for it; the amount is a
+guess), and each request carries the model tier's known-answer items. Each part runs in its own
 process on a fresh database (`billables_bench`). Nothing here asserts a time: it prints.
 """
 
