@@ -196,12 +196,16 @@ def _draft_client(
         for scope in sorted(set(drafts) | set(scopes), key=lambda s: (s is not None, s or 0)):
             draft = drafts.get(scope)
             priced = scopes.get(scope, [])
-            if not priced:
+            result = priced and price_invoice(
+                priced, policy=policy, rates=config.rates, client=client_id
+            )
+            if not result or not result.placements:
+                # Nothing to bill, review or hold (at most non-billable time that no line
+                # shows, e.g. what an import files under its internal client): no invoice.
                 if draft is not None:
                     draft.delete()
                     summary.removed += 1
                 continue
-            result = price_invoice(priced, policy=policy, rates=config.rates, client=client_id)
             invoice = _save(draft, result, client_id, scope, period, config, user, hashes)
             summary.invoices.append(invoice)
             if draft is None:

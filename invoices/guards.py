@@ -17,6 +17,8 @@ Stale marks, in the same transaction as the change that makes a draft stale:
   and (for late time, section 10.1) the client's later drafts when its own period is approved;
 - an entry on an approved invoice whose source version is recorded flags that invoice
   "source changed after approval".
+- a change to what prices a draft (a rate, the client's policy, a cap, a multiplier, a billing
+  code, the firm's default rate) marks the affected clients' drafts stale.
 Each mark writes an `InvoiceEvent` beside it. Approval refuses a stale draft, and re-checks each
 entry's seconds and content hash under lock (`invoices.approval`).
 
@@ -30,7 +32,18 @@ from __future__ import annotations
 import pgtrigger
 
 from invoices.history import TrackedTimeEntry
-from invoices.models import Classification, Invoice, InvoiceEntry, InvoiceLine
+from invoices.models import (
+    BillingCode,
+    Cap,
+    Classification,
+    ClientPolicy,
+    Firm,
+    Invoice,
+    InvoiceEntry,
+    InvoiceLine,
+    Rate,
+    RateMultiplier,
+)
 
 FROZEN_ERROR = "check_violation"  # SQLSTATE 23514: Django raises IntegrityError
 
@@ -364,3 +377,106 @@ pgtrigger.register(
         """,
     ),
 )(Classification)
+
+
+# --- Configuration that prices drafts: a change marks the affected clients' drafts stale --------
+
+MARK_CLIENT_DRAFTS_STALE_FUNCTION = """
+CREATE OR REPLACE FUNCTION invoices_mark_client_drafts_stale(client_ids bigint[], reason text)
+RETURNS void LANGUAGE sql AS $$
+    -- A NULL among client_ids stands for a firm-wide row: every client's drafts.
+    WITH flagged AS (
+        UPDATE invoices_invoice invoice
+           SET flags = array_append(invoice.flags, 'stale')
+         WHERE invoice.status = 'draft'
+           AND NOT ('stale' = ANY(invoice.flags))
+           AND (invoice.client_id = ANY(client_ids) OR array_position(client_ids, NULL) IS NOT NULL)
+        RETURNING invoice.id
+    )
+    INSERT INTO invoices_invoiceevent (invoice_id, action, actor_id, at, detail)
+    SELECT id, 'flagged stale', NULL, now(), jsonb_build_object('reason', reason)
+      FROM flagged;
+$$;
+"""
+DROP_MARK_CLIENT_DRAFTS_STALE_FUNCTION = (
+    "DROP FUNCTION IF EXISTS invoices_mark_client_drafts_stale(bigint[], text);"
+)
+
+# The client a configuration row prices, as SQL over a transition-table row `r`.
+RATE_CLIENT = (
+    "COALESCE(r.client_id, (SELECT project.client_id FROM timesheets_project project "
+    "WHERE project.id = r.project_id))"
+)
+
+
+def _configuration_marks(
+    prefix: str, what: str, client_sql: str, pk: str = "id"
+) -> list[pgtrigger.Trigger]:
+    def mark(selects: str) -> str:
+        return f"""
+            PERFORM invoices_mark_client_drafts_stale(ARRAY({selects}), '{what} changed');
+            RETURN NULL;
+        """
+
+    # An update marks only rows that changed (a form saved as it was changes nothing), with
+    # the client before and after (a row moved to another client changes both).
+    changed = (
+        f"FROM new_rows n JOIN old_rows o ON o.{pk} = n.{pk} "
+        "WHERE ROW(n.*) IS DISTINCT FROM ROW(o.*)"
+    )
+    updated = (
+        f"SELECT {client_sql.replace('r.', 'n.')} {changed} "
+        f"UNION ALL SELECT {client_sql.replace('r.', 'o.')} {changed}"
+    )
+
+    return [
+        pgtrigger.Trigger(
+            name=f"{prefix}_insert_marks",
+            level=pgtrigger.Statement,
+            when=pgtrigger.After,
+            operation=pgtrigger.Insert,
+            referencing=pgtrigger.Referencing(new="new_rows"),
+            func=mark(f"SELECT {client_sql} FROM new_rows r"),
+        ),
+        pgtrigger.Trigger(
+            name=f"{prefix}_update_marks",
+            level=pgtrigger.Statement,
+            when=pgtrigger.After,
+            operation=pgtrigger.Update,
+            referencing=pgtrigger.Referencing(old="old_rows", new="new_rows"),
+            func=mark(updated),
+        ),
+        pgtrigger.Trigger(
+            name=f"{prefix}_delete_marks",
+            level=pgtrigger.Statement,
+            when=pgtrigger.After,
+            operation=pgtrigger.Delete,
+            referencing=pgtrigger.Referencing(old="old_rows"),
+            func=mark(f"SELECT {client_sql} FROM old_rows r"),
+        ),
+    ]
+
+
+pgtrigger.register(*_configuration_marks("rate", "a rate", RATE_CLIENT))(Rate)
+pgtrigger.register(
+    *_configuration_marks("policy", "the client policy", "r.client_id", pk="client_id")
+)(ClientPolicy)
+pgtrigger.register(*_configuration_marks("cap", "a cap", "r.client_id"))(Cap)
+pgtrigger.register(*_configuration_marks("multiplier", "a rate multiplier", "r.client_id"))(
+    RateMultiplier
+)
+pgtrigger.register(*_configuration_marks("code", "a billing code", "r.client_id"))(BillingCode)
+# The firm's default rate (level 9) prices every client without a closer rate.
+pgtrigger.register(
+    pgtrigger.Trigger(
+        name="firm_rate_marks",
+        level=pgtrigger.Row,
+        when=pgtrigger.After,
+        operation=pgtrigger.Update,
+        condition=pgtrigger.AnyChange("default_rate", "currency"),
+        func="""
+            PERFORM invoices_mark_client_drafts_stale(ARRAY[NULL::bigint], 'the firm rate changed');
+            RETURN NULL;
+        """,
+    )
+)(Firm)

@@ -395,3 +395,22 @@ def test_s8_a_locked_entry_keeps_what_was_billed(approved):
 def test_s8_flags_of_an_approved_invoice_may_still_be_added(approved):
     Invoice.objects.filter(pk=approved.pk).update(flags=[Flag.QBO_MISMATCH])
     assert Invoice.objects.get(pk=approved.pk).flags == [Flag.QBO_MISMATCH]
+
+
+# --- What prices a draft changed: a rate, a policy, a cap ---------------------------------------
+
+
+def test_s8_a_rate_change_marks_drafts_stale_and_an_unchanged_save_does_not(setup, approver):
+    make.entry(setup["project"], setup["ana"], minutes=60)
+    draft = draft_invoices(period=OCTOBER).invoices[0]
+    setup["client"].policy.save()  # saved as it was: nothing changes
+    draft.refresh_from_db()
+    assert Flag.STALE not in draft.flags
+    partner = make.Rate.objects.get(role="Partner")
+    partner.rate = D("210.00")
+    partner.save()
+    draft.refresh_from_db()
+    assert Flag.STALE in draft.flags
+    with pytest.raises(InvalidTransition, match="rebuild it first"):
+        approve_invoice(invoice=draft, user=approver)
+    assert draft_invoices(period=OCTOBER).invoices[0].total == D("210.00")

@@ -1,0 +1,472 @@
+"""Random month-end histories on the real PostgreSQL, checked after every step (issue 10).
+
+A hypothesis state machine plays an ops team over two months: time is tracked at the source
+(added, edited, deleted, marked invoiced there), exported and imported as Harvest CSV (the
+after-commit classification may or may not run in between: a crash or a backlog), reviewers
+correct entries and release holds, rules change, drafts are built, read and approved with what
+the reviewer saw, voided, and pushed to the fake QuickBooks with lost responses and forgotten
+request ids. After every step:
+
+- I1 every billable, decided entry is on at most one live invoice, and on exactly one or listed
+  as unbilled (or held) with a reason; an entry on an approved invoice is locked;
+- I2 every approved invoice still has the lines, links and total it had when approved, which
+  were what its entries said then and what the reviewer saw;
+- I3 the fake QuickBooks never holds two open invoices for one entry;
+- I4 every invoice's totals add up from its lines;
+- I5 approved invoice numbers are gapless.
+
+`SIMULATION_HISTORIES` and `SIMULATION_STEPS` make a longer run on demand:
+    SIMULATION_HISTORIES=300 SIMULATION_STEPS=80 bin/test tests/test_month_end_simulation.py -s
+"""
+
+import csv
+import io
+import os
+import re
+from decimal import ROUND_HALF_UP
+from decimal import Decimal as D
+from types import SimpleNamespace
+
+import pytest
+from cryptography.fernet import Fernet
+from django.contrib.auth.models import User
+from django.db import transaction
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from invoices import quickbooks as qbo_service
+from invoices.approval import InvalidTransition, approve_invoice, void_invoice
+from invoices.classification import classify_entries, entries_to_classify
+from invoices.drafting import Period, draft_invoices
+from invoices.models import (
+    Cap,
+    Classification,
+    CustomerMapping,
+    Invoice,
+    InvoiceEntry,
+    InvoiceLine,
+    ItemMapping,
+)
+from invoices.quickbooks import pushing
+from invoices.quickbooks.errors import PushRefused
+from invoices.review import CorrectionRefused, correct_entry, release_hold
+from invoices.unbilled import unbilled_entries
+from tests import billing_fixtures as make
+from tests.fakes import serving
+from tests.fakes.quickbooks_server import FakeQuickBooks, FakeServer, Handler
+from tests.test_quickbooks import connect
+from timesheets.importing.service import import_file
+from timesheets.models import TimeEntry
+from timesheets.sync.deletions import mark_gone
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+HISTORIES = int(os.environ.get("SIMULATION_HISTORIES", "25"))
+STEPS = int(os.environ.get("SIMULATION_STEPS", "60"))
+MONTHS = [Period.month("2026-10"), Period.month("2026-11")]
+CLIENTS = ["Acme", "Globex"]
+PEOPLE = [("Ana", "Pereira", "Partner"), ("Ben", "Okafor", "Associate")]
+# What a note is, and so how the rules classify it: billable work, internal time, or a note
+# no rule knows (pending review until a reviewer decides it).
+KINDS = {"work": ("Dev", "drafted the motion"), "internal": ("Admin", "team standup")}
+KINDS["vague"] = ("Misc", "misc")
+COUNTS = {"steps": 0, "histories": 0}
+
+
+def harvest_csv(rows):
+    header = ["Date", "Client", "Project", "Project Code", "Task", "Notes", "Hours"]
+    header += ["Billable?", "Invoiced?", "First Name", "Last Name"]
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        first, last, _ = PEOPLE[row["person"]]
+        task, notes = KINDS[row["kind"]]
+        client = CLIENTS[row["client"]]
+        writer.writerow(
+            [
+                row["day"].isoformat(),
+                client,
+                f"{client} work",
+                client.upper()[:3],
+                task,
+                notes,
+                f"{row['hours']:.2f}",
+                "Yes",
+                "Yes" if row["invoiced"] else "No",
+                first,
+                last,
+            ]
+        )
+    return buffer.getvalue().encode()
+
+
+class MonthEnd(RuleBasedStateMachine):
+    @initialize()
+    def set_up(self):
+        # Each history runs in a savepoint of the test's transaction, rolled back at teardown.
+        self.atomic = transaction.atomic()
+        self.atomic.__enter__()
+        self.server = serving.serving(FakeQuickBooks(), Handler, server_class=FakeServer)
+        self.fake = self.server.__enter__()
+        self._point_at_fake()
+        make.firm()
+        self.dev = make.category("development")
+        self.internal = make.category("internal-meeting", billable=False)
+        self.clients = [
+            make.client("Acme", rounding_increment_minutes=6),
+            make.client("Globex", discount_percent=D("10")),
+        ]
+        self.projects = [
+            make.project(c, c.name.upper()[:3], name=f"{c.name} work") for c in self.clients
+        ]
+        Cap.objects.create(client=self.clients[1], project=self.projects[1], amount=D("2000.00"))
+        self.people = [make.person(f"{first} {last}", role) for first, last, role in PEOPLE]
+        make.rate("200.00", role="Partner")
+        make.rate("150.00", role="Associate")
+        make.rule(self.dev, task="Dev")
+        self.internal_rule = make.rule(self.internal, notes_regex=r"(?i)standup")
+        self.user = User.objects.create_superuser("approver", "a@example.com", "x")
+        connect(self.fake)
+        for client in self.clients:
+            CustomerMapping.objects.create(
+                client=client,
+                qbo_customer_id=self.fake.add_customer(client.name),
+                qbo_display_name=client.name,
+            )
+        for category in (self.dev, self.internal):
+            ItemMapping.objects.create(
+                category=category,
+                qbo_item_id=self.fake.add_item(category.name),
+                qbo_item_name=category.name,
+            )
+        qbo_service.set_default_item(
+            item_id=self.fake.add_item("Adjustments"), item_name="Adjustments"
+        )
+        self.source = {}  # (client, person, day) -> the row as the tracker has it
+        self.seen = {}  # invoice id -> (drafted_at, total) as a reviewer last read it
+        self.approved = {}  # invoice id -> what it was at approval
+        COUNTS["histories"] += 1
+
+    def _point_at_fake(self):
+        from django.conf import settings as django_settings
+
+        self.saved = {
+            name: getattr(django_settings, name, None)
+            for name in (
+                "BILLABLES_ENCRYPTION_KEYS",
+                "QBO_CLIENT_ID",
+                "QBO_CLIENT_SECRET",
+                "QBO_ENVIRONMENT",
+                "QBO_API_BASE_URL",
+                "QBO_TIMEOUT_SECONDS",
+                "QBO_REQUESTS_PER_MINUTE",
+                "QBO_RETRY_BASE_SECONDS",
+                "QBO_RETRY_MAX_SECONDS",
+            )
+        }
+        django_settings.BILLABLES_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+        django_settings.QBO_CLIENT_ID = self.fake.client_id
+        django_settings.QBO_CLIENT_SECRET = self.fake.client_secret
+        django_settings.QBO_ENVIRONMENT = f"{self.fake.base_url}/.well-known/openid_configuration"
+        django_settings.QBO_API_BASE_URL = f"{self.fake.base_url}/v3"
+        django_settings.QBO_TIMEOUT_SECONDS = (2, 2)
+        django_settings.QBO_REQUESTS_PER_MINUTE = 600_000
+        django_settings.QBO_RETRY_BASE_SECONDS = 0
+        django_settings.QBO_RETRY_MAX_SECONDS = 0
+        self.saved_sleep, pushing._sleep = pushing._sleep, lambda seconds: None
+
+    def teardown(self):
+        from django.conf import settings as django_settings
+
+        if hasattr(self, "atomic"):
+            transaction.set_rollback(True)
+            self.atomic.__exit__(None, None, None)
+        if hasattr(self, "server"):
+            self.server.__exit__(None, None, None)
+            for name, value in self.saved.items():
+                setattr(django_settings, name, value)
+            pushing._sleep = self.saved_sleep
+
+    def _step(self):
+        COUNTS["steps"] += 1
+
+    # --- at the source ------------------------------------------------------------------
+
+    @rule(
+        client=st.integers(0, 1),
+        month=st.integers(0, 1),
+        day=st.integers(1, 28),
+        person=st.integers(0, 1),
+        kind=st.sampled_from(sorted(KINDS)),
+        tenths=st.integers(1, 80),
+    )
+    def track_time(self, client, month, day, person, kind, tenths):
+        self._step()
+        key = (client, person, MONTHS[month].start.replace(day=day))
+        if key not in self.source:
+            self.source[key] = {
+                "client": client,
+                "person": person,
+                "day": key[2],
+                "kind": kind,
+                "hours": D(tenths) / 10,
+                "invoiced": False,
+            }
+
+    @precondition(lambda self: self.source)
+    @rule(pick=st.integers(0, 10**6), tenths=st.integers(1, 80))
+    def edit_at_source(self, pick, tenths):
+        self._step()
+        key = sorted(self.source)[pick % len(self.source)]
+        self.source[key]["hours"] = D(tenths) / 10
+
+    @precondition(lambda self: self.source)
+    @rule(pick=st.integers(0, 10**6))
+    def invoice_at_source(self, pick):
+        self._step()
+        key = sorted(self.source)[pick % len(self.source)]
+        self.source[key]["invoiced"] = True
+
+    @precondition(lambda self: self.source)
+    @rule(pick=st.integers(0, 10**6))
+    def delete_at_source(self, pick):
+        """The sync notices the entry gone from the tracker (CSV cannot say so)."""
+        self._step()
+        key = sorted(self.source)[pick % len(self.source)]
+        del self.source[key]
+        stored = self._stored(key)
+        if stored is not None:
+            mark_gone(SimpleNamespace(kind="harvest"), SimpleNamespace(pk=None), [stored])
+
+    def _stored(self, key):
+        client, person, day = key
+        return (
+            TimeEntry.all_objects.filter(
+                client=self.clients[client], person=self.people[person], date=day
+            )
+            .values_list("external_id", flat=True)
+            .first()
+        )
+
+    @rule(client=st.integers(0, 1))
+    def import_export(self, client):
+        """An export of the client's rows is imported; what runs after its commit does not."""
+        self._step()
+        rows = [row for row in self.source.values() if row["client"] == client]
+        if rows:
+            import_file(name="export.csv", content=harvest_csv(rows))
+
+    @rule()
+    def after_commit_work_runs(self):
+        self._step()
+        classify_entries(entries_to_classify())
+
+    # --- review ----------------------------------------------------------------------
+
+    @rule(month=st.integers(0, 1))
+    def draft(self, month):
+        self._step()
+        draft_invoices(period=MONTHS[month])
+
+    @rule(pick=st.integers(0, 10**6))
+    def reviewer_reads_a_draft(self, pick):
+        self._step()
+        drafts = list(Invoice.objects.filter(status="draft").order_by("id"))
+        if drafts:
+            invoice = drafts[pick % len(drafts)]
+            self.seen[invoice.pk] = (invoice.drafted_at.isoformat(), invoice.total)
+
+    @precondition(lambda self: self.seen)
+    @rule(pick=st.integers(0, 10**6))
+    def approve_what_was_read(self, pick):
+        self._step()
+        invoice_id = sorted(self.seen)[pick % len(self.seen)]
+        seen_at, seen_total = self.seen.pop(invoice_id)
+        invoice = Invoice.objects.filter(pk=invoice_id).first()
+        if invoice is None:
+            return
+        try:
+            with transaction.atomic():
+                approved = approve_invoice(
+                    invoice=invoice,
+                    user=self.user,
+                    seen_drafted_at=seen_at,
+                    seen_total=seen_total,
+                )
+        except InvalidTransition:
+            return
+        assert approved.total == seen_total  # I2: what the reviewer saw
+        links = list(InvoiceEntry.objects.filter(invoice=approved).select_related("entry"))
+        for link in links:  # I2: what the entries said at approval
+            assert link.entry.duration_seconds == link.raw_seconds, link
+            assert link.entry.content_hash == link.content_hash, link
+            assert link.entry.deleted_at is None and link.state != "pending"
+        self.approved[approved.pk] = self._snapshot(approved)
+
+    def _snapshot(self, invoice):
+        return {
+            "total": invoice.total,
+            "lines": list(
+                InvoiceLine.objects.filter(invoice=invoice)
+                .order_by("position")
+                .values_list("id", "quantity", "unit_price", "amount")
+            ),
+            "links": sorted(
+                InvoiceEntry.objects.filter(invoice=invoice).values_list(
+                    "entry_id", "state", "raw_seconds", "billed_seconds"
+                )
+            ),
+        }
+
+    @rule(pick=st.integers(0, 10**6), internal=st.booleans())
+    def reviewer_corrects(self, pick, internal):
+        self._step()
+        ids = list(Classification.objects.order_by("entry_id").values_list("entry_id", flat=True))
+        if not ids:
+            return
+        entry = TimeEntry.objects.filter(pk=ids[pick % len(ids)]).first()
+        if entry is None:
+            return
+        try:
+            correct_entry(
+                entry=entry, user=self.user, category=self.internal if internal else self.dev
+            )
+        except CorrectionRefused:
+            assert entry.locked or TimeEntry.objects.get(pk=entry.pk).locked
+
+    @rule(pick=st.integers(0, 10**6))
+    def reviewer_releases_a_hold(self, pick):
+        self._step()
+        held = list(TimeEntry.objects.filter(tracker_invoiced=True, locked=False).order_by("id"))
+        if held:
+            release_hold(entry=held[pick % len(held)], user=self.user)
+
+    @rule(to_internal=st.booleans())
+    def rule_edited(self, to_internal):
+        self._step()
+        self.internal_rule.category = self.internal if to_internal else self.dev
+        self.internal_rule.save()
+
+    @rule(pick=st.integers(0, 10**6))
+    def void(self, pick):
+        self._step()
+        live = list(Invoice.objects.exclude(status="void").order_by("id"))
+        if not live:
+            return
+        invoice = live[pick % len(live)]
+        try:
+            with transaction.atomic():
+                void_invoice(invoice=invoice, user=self.user, reason="simulation")
+        except InvalidTransition:
+            return
+        self.approved.pop(invoice.pk, None)
+
+    # --- QuickBooks --------------------------------------------------------------------
+
+    @rule(pick=st.integers(0, 10**6), lose_response=st.booleans(), forget=st.booleans())
+    def push(self, pick, lose_response, forget):
+        self._step()
+        approved = list(Invoice.objects.filter(status="approved").order_by("id"))
+        if not approved:
+            return
+        invoice = approved[pick % len(approved)]
+        try:
+            row = qbo_service.request_push(invoice=invoice, user=self.user)
+        except PushRefused:
+            return
+        self.fake.switches.drop_invoice_responses = 1 if lose_response else 0
+        self.fake.switches.forget_dropped_request_ids = forget
+        qbo_service.push(push_id=row.pk)
+        self.fake.switches.drop_invoice_responses = 0
+
+    # --- invariants ----------------------------------------------------------------------
+
+    @invariant()
+    def i1_billable_time_is_billed_once_or_listed(self):
+        if not hasattr(self, "clients"):
+            return
+        decided = set(
+            TimeEntry.objects.filter(
+                classification__billable=True, classification__needs_review=False
+            ).values_list("id", flat=True)
+        )
+        live = {}
+        for entry_id, state, status in InvoiceEntry.objects.filter(is_live=True).values_list(
+            "entry_id", "state", "invoice__status"
+        ):
+            assert entry_id not in live, f"entry {entry_id} is on two live invoices"
+            live[entry_id] = (state, status)
+        listed = {entry.pk: entry.unbilled_reason for entry in unbilled_entries()}
+        for entry_id in decided:
+            assert entry_id in live or listed.get(entry_id), f"entry {entry_id} bills nowhere"
+        locked = set(TimeEntry.all_objects.filter(locked=True).values_list("id", flat=True))
+        on_approved = {e for e, (_, status) in live.items() if status == "approved"}
+        assert locked == on_approved
+
+    @invariant()
+    def i2_approved_invoices_are_what_was_approved(self):
+        for invoice_id, snapshot in getattr(self, "approved", {}).items():
+            invoice = Invoice.objects.get(pk=invoice_id)
+            assert invoice.status == "approved"
+            assert self._snapshot(invoice) == snapshot
+
+    @invariant()
+    def i3_quickbooks_never_holds_two_open_invoices_for_one_entry(self):
+        if not hasattr(self, "fake"):
+            return
+        owners = {}
+        for qbo_invoice in self.fake.open_invoices().values():
+            number = re.match(r"billables (\S+) ", qbo_invoice.get("PrivateNote", ""))
+            assert number, qbo_invoice.get("PrivateNote")
+            invoice = Invoice.objects.get(number=number.group(1))
+            for entry_id in invoice.entry_links.exclude(state="held").values_list(
+                "entry_id", flat=True
+            ):
+                assert entry_id not in owners, (
+                    f"entry {entry_id} is on open QuickBooks invoices {owners.get(entry_id)} "
+                    f"and {qbo_invoice['Id']}"
+                )
+                owners[entry_id] = qbo_invoice["Id"]
+
+    @invariant()
+    def i4_totals_add_up(self):
+        if not hasattr(self, "clients"):
+            return
+        for invoice in Invoice.objects.exclude(status="void").prefetch_related("lines"):
+            lines = list(invoice.lines.all())
+            by_kind = {}
+            for line in lines:
+                by_kind[line.kind] = by_kind.get(line.kind, D(0)) + line.amount
+                if line.kind == "time":
+                    exact = line.quantity * line.unit_price
+                    assert line.amount == exact.quantize(D("0.01"), ROUND_HALF_UP), line
+            assert invoice.subtotal == by_kind.get("time", D(0))
+            assert invoice.adjustments == by_kind.get("cap", D(0))
+            assert invoice.discount == by_kind.get("discount", D(0))
+            assert invoice.total == sum(by_kind.values(), D(0)) >= 0
+
+    @invariant()
+    def i5_numbers_are_gapless(self):
+        if not hasattr(self, "clients"):
+            return
+        numbers = sorted(
+            int(number.rsplit("-", 1)[1])
+            for number in Invoice.objects.exclude(number=None).values_list("number", flat=True)
+        )
+        assert numbers == list(range(1, len(numbers) + 1))
+
+
+def test_month_end_histories_keep_every_invariant():
+    MonthEnd.TestCase.settings = settings(
+        max_examples=HISTORIES,
+        stateful_step_count=STEPS,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=os.environ.get("SIMULATION_SEED") is None,
+    )
+    COUNTS.update(steps=0, histories=0)
+    MonthEnd.TestCase().runTest()
+    print(f"\nmonth-end simulation: {COUNTS['histories']} histories, {COUNTS['steps']} steps")
+    assert COUNTS["steps"] >= HISTORIES
