@@ -15,8 +15,12 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env")
 
 DEBUG = env.bool("DEBUG", default=False)
-# The fallback is for local work only; `check --deploy` flags it, production sets SECRET_KEY.
-SECRET_KEY = env("SECRET_KEY", default="django-insecure-local-development-only")
+# The fallback is public (it is in the repository), so it serves local work with DEBUG on only:
+# with DEBUG off the web application (billing_site.wsgi) and `release` (the deploy check
+# billables.E004) refuse to start on it, or on no key at all (billing_site/checks.py).
+# Settings load either way, so tests and management commands run without a key.
+DEVELOPMENT_SECRET_KEY = "django-insecure-local-development-only"
+SECRET_KEY = env("SECRET_KEY", default="") or DEVELOPMENT_SECRET_KEY
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 # Earlier keys, still accepted for sessions and signatures while rotating SECRET_KEY (runbook).
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])

@@ -129,6 +129,89 @@ def test_check_deploy_catches_missing_or_broken_encryption_keys():
     assert "billables.E002" in broken.stderr
 
 
+# The key settings.py falls back to: in the repository, so anyone can sign a session with it.
+PUBLIC_SECRET_KEY = "django-insecure-local-development-only"
+# No database answers here: a refused start must stop before it touches one.
+NO_DATABASE = "postgres://postgres@127.0.0.1:1/billables"
+
+
+def without_secret_key(**overrides: str) -> dict[str, str]:
+    env = production_env(**overrides)
+    env.pop("SECRET_KEY")
+    return env
+
+
+PUBLIC_KEY_ENVIRONMENTS = {
+    "missing": lambda: without_secret_key(DATABASE_URL=NO_DATABASE),
+    "empty": lambda: production_env(SECRET_KEY="", DATABASE_URL=NO_DATABASE),
+    "the development key": lambda: production_env(
+        SECRET_KEY=PUBLIC_SECRET_KEY, DATABASE_URL=NO_DATABASE
+    ),
+    "a generated insecure key": lambda: production_env(
+        SECRET_KEY="django-insecure-" + secrets.token_urlsafe(50), DATABASE_URL=NO_DATABASE
+    ),
+    "the development key as a fallback": lambda: production_env(
+        SECRET_KEY_FALLBACKS=PUBLIC_SECRET_KEY, DATABASE_URL=NO_DATABASE
+    ),
+}
+
+
+@pytest.mark.parametrize("case", PUBLIC_KEY_ENVIRONMENTS)
+def test_release_refuses_a_missing_or_public_secret_key(case):
+    """Issue 14 item 2: with DEBUG off, `release` used to exit 0 on the public key."""
+    result = manage("release", "--no-collectstatic", env=PUBLIC_KEY_ENVIRONMENTS[case]())
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "billables.E004" in result.stderr, result.stderr
+    assert "SECRET_KEY" in result.stderr
+    assert "release done" not in result.stdout
+
+
+@pytest.mark.parametrize("case", PUBLIC_KEY_ENVIRONMENTS)
+def test_the_web_application_refuses_a_missing_or_public_secret_key(case):
+    """What gunicorn loads (billing_site.wsgi) raises instead of serving on a public key."""
+    result = run_python("import billing_site.wsgi", PUBLIC_KEY_ENVIRONMENTS[case]())
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "ImproperlyConfigured" in result.stderr
+    assert "SECRET_KEY" in result.stderr
+
+
+@pytest.mark.slow
+def test_gunicorn_does_not_start_on_the_public_secret_key(tmp_path):
+    env = without_secret_key(
+        DATABASE_URL=NO_DATABASE, WEB_CONCURRENCY="1", GUNICORN_BIND="127.0.0.1:0"
+    )
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    result = subprocess.run(
+        [str(gunicorn), "-c", "deploy/gunicorn.conf.py", "--preload"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stdout + result.stderr
+
+
+def test_a_real_secret_key_still_starts_the_web_application():
+    result = run_python("import billing_site.wsgi", production_env(DATABASE_URL=NO_DATABASE))
+    assert result.returncode == 0, result.stderr
+
+
+def test_debug_mode_still_runs_on_the_development_key():
+    """bin/demo and local work: DEBUG on, no SECRET_KEY, the fallback key, no error."""
+    env = dict(os.environ, DEBUG="true", DATABASE_URL=NO_DATABASE)
+    env.pop("SECRET_KEY", None)
+    result = run_python(
+        "import billing_site.wsgi; from django.conf import settings; print(settings.SECRET_KEY)",
+        env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == PUBLIC_SECRET_KEY
+    checked = manage("check", "--deploy", env=env)
+    assert "billables.E004" not in checked.stderr
+
+
 def test_production_settings_come_from_the_environment():
     result = run_python(SHOW_SETTINGS, production_env())
     assert result.returncode == 0, result.stderr

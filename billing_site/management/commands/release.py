@@ -2,7 +2,8 @@
 
     manage.py release [--no-collectstatic]
 
-1. `check --deploy` (reports warnings; stops the release only on errors);
+1. `check --deploy` (reports warnings; stops the release only on errors, such as a missing or
+   public SECRET_KEY with DEBUG off, billables.E004);
 2. `migrate`, under a PostgreSQL advisory lock, so two machines releasing at the same moment
    take turns instead of racing through the same migrations;
 3. `collectstatic` (skipped in the container image, which collected at build time);
