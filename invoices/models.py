@@ -37,6 +37,13 @@ class Firm(models.Model):
         help_text="Approve, void and send only from a login confirmed with a two-factor code.",
     )
     # Billing semantics 10.3: numbers are assigned at approval from a gapless per-year sequence.
+    # What a client's invoice shows of the firm (printable invoice and PDF).
+    address = models.TextField(blank=True, help_text="Postal address, as printed on invoices.")
+    tax_id = models.CharField(max_length=50, blank=True, help_text="VAT / tax number.")
+    logo_url = models.URLField(blank=True, help_text="An image shown at the top of invoices.")
+    payment_instructions = models.TextField(
+        blank=True, help_text="Printed under the total: bank details, how to pay."
+    )
     invoice_number_template = models.CharField(
         max_length=60,
         default="INV-{year}-{seq:04}",
@@ -105,6 +112,10 @@ class ClientPolicy(models.Model):
     show_non_billable = models.BooleanField(default=False)
     invoice_per_project = models.BooleanField(default=False)
     payment_terms_days = models.PositiveSmallIntegerField(default=30)
+    # What the client's invoice is addressed to (printable invoice and PDF).
+    billing_address = models.TextField(blank=True)
+    billing_email = models.EmailField(blank=True)
+    po_number = models.CharField(max_length=50, blank=True, help_text="Purchase order number.")
     bill_approved_only = models.BooleanField(
         default=False,
         help_text="Hold entries the tracker reports as not approved (billing semantics 10.2).",
@@ -317,6 +328,8 @@ class Classification(models.Model):
     model_request = models.ForeignKey(
         "ModelRequest", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Similar memory (section 2.3): the decided note this entry's note matched.
+    memory_note = models.TextField(blank=True)
     # A reviewer released an entry the tracker calls invoiced or unapproved (section 10.2).
     hold_released_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -457,12 +470,91 @@ class Invoice(models.Model):
         return self.status != InvoiceStatus.DRAFT
 
 
+class EntryAdjustment(models.Model):
+    """A reviewer's write-down or write-up of one entry's billed hours (billing semantics
+    10.4): it survives rebuilds and re-imports; a source change of the entry's hours after it
+    flags the entry for review, the adjustment kept."""
+
+    entry = models.OneToOneField(
+        TimeEntry, on_delete=models.CASCADE, primary_key=True, related_name="adjustment"
+    )
+    billed_seconds = models.PositiveIntegerField(help_text="What the entry bills, after rounding.")
+    # The entry's source seconds when the adjustment was made.
+    source_seconds = models.PositiveIntegerField()
+    reason = models.CharField(max_length=300)
+    made_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    made_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(reason=""), name="adjustment_has_a_reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entry_id}: {self.billed_seconds} s ({self.reason[:40]})"
+
+
+class ManualLine(models.Model):
+    """A line a reviewer adds to a client's invoice of a period (section 10.4): a fixed fee, an
+    expense or disbursement, a credit. Kept beside the draft, so every rebuild includes it."""
+
+    class Kind(models.TextChoices):
+        FIXED_FEE = "fixed_fee", "Fixed fee"
+        EXPENSE = "expense", "Expense / disbursement"
+        CREDIT = "credit", "Credit"
+
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="manual_lines")
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    period_start = models.DateField()
+    period_end = models.DateField()
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    description = models.TextField()
+    quantity = models.DecimalField(max_digits=14, decimal_places=4, default=1)
+    unit_price = models.DecimalField(**RATE)
+    category = models.ForeignKey(
+        Category, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    billing_code = models.CharField(max_length=20, blank=True)
+    reason = models.CharField(max_length=300)
+    made_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    made_at = models.DateTimeField(auto_now=True)
+    # The approved invoice it was billed on; then it is frozen with it.
+    invoice = models.ForeignKey(
+        "Invoice", null=True, blank=True, on_delete=models.PROTECT, related_name="manual_lines"
+    )
+
+    class Meta:
+        ordering = ["period_start", "client__name", "id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(reason=""), name="manual_line_has_a_reason"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="manual_line_quantity"),
+            # A credit lowers the total; other kinds do not.
+            models.CheckConstraint(
+                condition=Q(kind="credit", unit_price__lte=0)
+                | (~Q(kind="credit") & Q(unit_price__gte=0)),
+                name="manual_line_sign_by_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.description[:40]}"
+
+
 class InvoiceLine(models.Model):
     class Kind(models.TextChoices):
         TIME = "time", "Time"
         NO_CHARGE = "no_charge", "No charge"
         CAP = "cap", "Not-to-exceed adjustment"
         DISCOUNT = "discount", "Discount"
+        FIXED_FEE = "fixed_fee", "Fixed fee"
+        EXPENSE = "expense", "Expense / disbursement"
+        CREDIT = "credit", "Credit"
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField()
