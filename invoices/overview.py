@@ -1,14 +1,17 @@
-"""The month-end overview: per client for a period, how far the month is from done.
+"""The month-end overview: per client for a period, how far the month is from done; and,
+whatever the month, the time that bills nowhere yet (unbilled, billing semantics 10.1 and 10.2)
+and the drafts that must be rebuilt before approval (stale).
 
 A fixed number of queries whatever the number of clients and entries: one aggregate over the
-period's entries, one over its invoices, and one listing the months that have invoices.
+period's entries, one over its invoices, one listing the months that have invoices, one for the
+unbilled entries and one for the stale drafts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 
 from django.db.models import Count, Exists, OuterRef, Q
@@ -17,6 +20,7 @@ from django.db.models.functions import TruncMonth
 from invoices.classification import confidence_threshold
 from invoices.drafting import Period
 from invoices.models import Classification, Flag, Invoice, InvoicePush, InvoiceStatus
+from invoices.unbilled import UnbilledClient, unbilled_by_client, unbilled_entries
 from timesheets.models import TimeEntry
 
 TIERS = [
@@ -69,10 +73,20 @@ class ClientRow:
 
 
 @dataclass
+class UnbilledRow(UnbilledClient):
+    """One client's unbilled time, with the client's id (the overview links to its entries)."""
+
+    client_id: int = 0
+
+
+@dataclass
 class MonthOverview:
     period: Period
     clients: list[ClientRow]
     months: list[dt.date]
+    # Whatever the month: every client's unbilled time, oldest first, and every stale draft.
+    unbilled: list[UnbilledRow] = field(default_factory=list)
+    stale: list[Invoice] = field(default_factory=list)
 
     @property
     def entries(self) -> int:
@@ -167,4 +181,27 @@ def month_overview(*, period: Period) -> MonthOverview:
         .order_by("-month")[:24]
     )
     clients = sorted(rows.values(), key=lambda c: c.name.casefold())
-    return MonthOverview(period=period, clients=clients, months=months)
+    return MonthOverview(
+        period=period,
+        clients=clients,
+        months=months,
+        unbilled=unbilled_rows(),
+        stale=list(
+            Invoice.objects.filter(status=InvoiceStatus.DRAFT, flags__contains=[Flag.STALE])
+            .select_related("client", "project")
+            .order_by("period_start", "client__name", "id")
+        ),
+    )
+
+
+def unbilled_rows() -> list[UnbilledRow]:
+    """`unbilled_by_client(unbilled_entries())`, each row with its client's id."""
+    entries = unbilled_entries()
+    client_ids = {entry.client.name: entry.client_id for entry in entries}
+    names = [f.name for f in fields(UnbilledClient)]
+    return [
+        UnbilledRow(
+            **{name: getattr(row, name) for name in names}, client_id=client_ids[row.client]
+        )
+        for row in unbilled_by_client(entries)
+    ]

@@ -5,17 +5,20 @@ real PostgreSQL database; the browser tests are in test_browser.py."""
 
 import datetime as dt
 import importlib
+import io
 from decimal import Decimal as D
 
 import pytest
 from django.apps import apps as django_apps
 from django.contrib.auth.models import Group, Permission, User
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from invoices.approval import InvalidTransition, approve_invoice, last_corrector, void_invoice
+from invoices.classification import classify_entries, entries_to_classify
 from invoices.drafting import Period, draft_invoices
 from invoices.models import (
     Classification,
@@ -24,6 +27,7 @@ from invoices.models import (
     ClassificationRuleHistory,
     Firm,
     Invoice,
+    InvoiceEntry,
     InvoiceEvent,
     InvoiceHistory,
     InvoiceStatus,
@@ -769,3 +773,185 @@ def test_review_page_and_overview_query_counts_do_not_grow_with_lines(
     overview = reverse("admin:invoices_invoice_month") + "?month=2026-10"
     with django_assert_max_num_queries(15):
         assert client.get(overview).status_code == 200
+
+
+# --- Holds, late time and unbilled time (billing semantics 10.1 and 10.2) -------------------
+
+
+def release_url(invoice, entry):
+    return reverse("admin:invoices_invoice_release", args=[invoice.pk, entry.pk])
+
+
+@pytest.fixture
+def held(month):
+    """A 60-minute entry the tracker calls invoiced, held on October's draft (rebuilt)."""
+    entry = make.entry(month["project"], month["ana"], minutes=60, notes="Filed the reply")
+    TimeEntry.objects.filter(pk=entry.pk).update(tracker_invoiced=True)
+    [draft] = draft_invoices(period=OCTOBER).invoices
+    return {"entry": entry, "invoice": draft}
+
+
+@pytest.fixture
+def late(month, approver):
+    """October approved, then an entry dated 28 October arrives, and November is drafted: the
+    late entry goes on November's draft, flagged as late time from 2026-10."""
+    correct_entry(entry=month["vague"], user=approver, category=month["dev"])
+    approve_invoice(invoice=Invoice.objects.get(), user=approver)
+    entry = make.entry(
+        month["project"], month["ana"], minutes=90, day=dt.date(2026, 10, 28), notes="Late call"
+    )
+    classify_entries(entries_to_classify(entry_ids=[entry.pk]))  # as its import does
+    make.entry(month["project"], month["ana"], minutes=30, day=dt.date(2026, 11, 3))
+    [november] = draft_invoices(period=Period.month("2026-11")).invoices
+    return {"entry": entry, "invoice": november}
+
+
+def test_held_entries_are_listed_beside_pending_ones_with_their_reason(client, month, held, ops):
+    client.force_login(ops)
+    page = client.get(change_url(held["invoice"]))
+    assert [row["entry"] for row in page.context["review_held"]] == [held["entry"]]
+    assert [row["entry"] for row in page.context["review_pending"]] == [month["vague"]]
+    html = html_of(page)
+    assert 'id="held"' in html and "invoiced in Other CSV" in html and "Filed the reply" in html
+    assert f'action="{release_url(held["invoice"], held["entry"])}"' in html
+    assert 'value="Release"' in html
+    assert "Entries held (invoiced or not approved in the tracker)" in html
+    assert 'id="pending-count">1<' in html
+
+
+def test_held_entries_never_disable_approve(client, month, held, approver):
+    correct_entry(entry=month["vague"], user=approver, category=month["dev"])
+    client.force_login(approver)
+    html = html_of(client.get(change_url(held["invoice"])))
+    assert 'value="Approve">' in html and "Resolve pending entries first" not in html
+
+
+def test_release_bills_the_held_entry_and_says_so(client, month, held, ops):
+    client.force_login(ops)
+    response = client.post(release_url(held["invoice"], held["entry"]), follow=True)
+    html = html_of(response)
+    assert "Hold on the entry of 2026-10-05 released" in html
+    assert "300.00 -&gt; 500.00 USD" in html
+    link = InvoiceEntry.objects.get(entry=held["entry"])
+    assert (link.state, link.is_live) == ("billed", True)
+    classification = Classification.objects.get(entry=held["entry"])
+    assert classification.hold_released_by == ops
+    assert Invoice.objects.get(status="draft").total == D("500.00")
+
+
+def test_release_needs_a_post_and_the_classification_permission(client, month, held, roles):
+    viewer = User.objects.create_user("vic", password=PASSWORD, is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_invoice"))
+    client.force_login(viewer)
+    url = release_url(held["invoice"], held["entry"])
+    assert client.post(url).status_code == 403
+    assert 'value="Release"' not in html_of(client.get(change_url(held["invoice"])))
+    ops = member("olga", roles[ROLES.OPS_STAFF])
+    client.force_login(ops)
+    assert client.get(url).status_code == 403
+    assert InvoiceEntry.objects.get(entry=held["entry"]).state == "held"
+    assert Classification.objects.get(entry=held["entry"]).hold_released_at is None
+
+
+def test_release_of_an_entry_that_is_not_held_changes_nothing(client, month, held, ops):
+    client.force_login(ops)
+    response = client.post(release_url(held["invoice"], month["motion"]), follow=True)
+    assert "is not held" in html_of(response)
+    assert Classification.objects.get(entry=month["motion"]).hold_released_at is None
+
+
+def test_late_time_is_shown_on_its_line_and_entry_with_its_period(client, month, late, ops):
+    client.force_login(ops)
+    html = html_of(client.get(change_url(late["invoice"])))
+    assert html.count("late time from 2026-10") >= 2  # the line and its entry
+    assert "Late time from an approved period" in html
+
+
+def test_a_stale_draft_shows_its_flag(client, month, ops):
+    make.entry(month["project"], month["ana"], minutes=45)  # marks the draft stale
+    client.force_login(ops)
+    html = html_of(client.get(change_url(month["invoice"])))
+    assert "Entries changed since drafted: rebuild" in html and "flag-stale" in html
+
+
+def test_month_overview_lists_unbilled_time_per_client(client, month, approver, ops):
+    correct_entry(entry=month["vague"], user=approver, category=month["dev"])
+    approve_invoice(invoice=Invoice.objects.get(), user=approver)
+    project, ana = month["project"], month["ana"]
+    late = make.entry(project, ana, minutes=90, day=dt.date(2026, 10, 28), notes="Late call")
+    waiting = make.entry(project, ana, minutes=30, day=dt.date(2026, 11, 20), notes="Held one")
+    TimeEntry.objects.filter(pk=waiting.pk).update(tracker_invoiced=True)
+    classify_entries(entries_to_classify(entry_ids=[late.pk, waiting.pk]))  # as imports do
+    globex = make.client("Globex")
+    globex_project = make.project(globex, "GLX")
+    make.entry(globex_project, ana, minutes=60)
+    [stale] = draft_invoices(period=OCTOBER, client_ids=[globex.pk]).invoices
+    make.entry(globex_project, ana, minutes=15)  # marks Globex's draft stale
+
+    client.force_login(ops)
+    response = client.get(reverse("admin:invoices_invoice_month") + "?month=2026-10")
+    assert response.status_code == 200
+    overview = response.context["overview"]
+    [acme] = overview.unbilled
+    assert (acme.client, acme.entries, acme.hours) == ("Acme", 2, D("2.0000"))
+    assert acme.oldest == dt.date(2026, 10, 28)
+    assert acme.by_reason == {"held": 1, "late time": 1}
+    assert sum(acme.by_age.values()) == 2
+    html = html_of(response)
+    assert 'id="unbilled"' in html and "Unbilled time" in html
+    entries_url = reverse("admin:timesheets_timeentry_changelist")
+    assert f'href="{entries_url}?client__id__exact={month["client"].pk}"' in html
+    assert "2026-10-28" in html and "2.0000" in html
+    for bucket, count in acme.by_age.items():
+        assert f"{bucket}: {count}" in html
+    assert "held: 1" in html and "late time: 1" in html
+    # Which drafts are stale, whatever their month, each linked to its page.
+    assert [invoice.pk for invoice in overview.stale] == [stale.pk]
+    assert 'id="stale"' in html and change_url(stale) in html
+
+
+def test_month_overview_says_when_nothing_is_unbilled(client, month, ops):
+    client.force_login(ops)
+    html = html_of(client.get(reverse("admin:invoices_invoice_month") + "?month=2026-10"))
+    assert "No unbilled time" in html and "No stale drafts" in html
+
+
+def test_draft_invoices_prints_the_unbilled_time_per_client(month, late):
+    held_entry = make.entry(
+        month["project"], month["ana"], minutes=30, day=dt.date(2026, 9, 30), notes="Sept"
+    )
+    TimeEntry.objects.filter(pk=held_entry.pk).update(tracker_invoiced=True)
+    out = io.StringIO()
+    call_command("draft_invoices", "--period", "2026-11", stdout=out, no_color=True)
+    text = out.getvalue()
+    today = timezone.localdate()
+    september = (today - dt.date(2026, 9, 30)).days
+    assert "Unbilled time" in text
+    assert "Acme: 1 entry, 0.5000 h, oldest 2026-09-30" in text
+    assert (
+        f"  2026-09-30  0.5000 h  {september} days  Ana Pereira  held: invoiced in Other CSV"
+        f"  (entry {held_entry.pk})"
+    ) in text
+    assert "\x1b[" not in text  # plain text
+
+
+def test_draft_invoices_says_when_nothing_is_unbilled(month):
+    out = io.StringIO()
+    call_command("draft_invoices", "--period", "2026-10", stdout=out, no_color=True)
+    assert "Unbilled time: none" in out.getvalue()
+
+
+def test_time_entries_can_be_filtered_by_the_trackers_billing_state(client, month, ops):
+    TimeEntry.objects.filter(pk=month["motion"].pk).update(
+        tracker_invoiced=True, tracker_approved=True
+    )
+    client.force_login(ops)
+    url = reverse("admin:timesheets_timeentry_changelist")
+    page = client.get(url)
+    assert {"tracker_invoiced", "tracker_approved"} <= set(page.context["cl"].list_display)
+    titles = {spec.title for spec in page.context["cl"].filter_specs}
+    assert {"tracker invoiced", "tracker approved"} <= titles
+    invoiced = client.get(url, {"tracker_invoiced__exact": "1"}).context["cl"].result_list
+    assert list(invoiced) == [month["motion"]]
+    unknown = client.get(url, {"tracker_approved__isnull": "True"}).context["cl"].result_list
+    assert list(unknown) == [month["vague"]]

@@ -1,8 +1,10 @@
 """The invoice review page in the admin: lines with their entries and derivation, pending
-entries resolved in place, flags, the buttons that apply (rebuild, approve, void, send to
+entries resolved in place, held entries (billing semantics 10.2) released in place, late time
+(10.1) marked with its period, flags, the buttons that apply (rebuild, approve, void, send to
 QuickBooks), and the printable client-facing invoice.
 
-`InvoiceReviewViews` is mixed into `invoices.admin.invoices.InvoiceAdmin`, which lists the URLs.
+`InvoiceReviewViews` is mixed into `invoices.admin.invoices.InvoiceAdmin`, which lists the URLs
+(the release URL is added here, in `get_urls`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, path, reverse
 
 from invoices.classification import confidence_threshold
 from invoices.drafting import DraftingError
@@ -32,11 +34,16 @@ from invoices.models import (
     InvoiceStatus,
     QuickBooksConnection,
 )
-from invoices.review import CorrectionRefused, correct_entry
+from invoices.review import CorrectionRefused, correct_entry, release_hold
 
 
 def _hours(seconds: int) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}"
+
+
+def _late_label(periods) -> str:
+    """Section 10.1's mark: "late time from 2026-10" (or "from 2026-09, 2026-10")."""
+    return f"late time from {', '.join(periods)}" if periods else ""
 
 
 def require_post(request) -> None:
@@ -62,8 +69,16 @@ class ResolveForm(forms.Form):
 
 
 class InvoiceReviewViews:
-    """The review page (`change_view`), resolving one entry (`resolve_view`) and the printable
-    invoice (`print_view`); a mixin of `InvoiceAdmin`."""
+    """The review page (`change_view`), resolving one entry (`resolve_view`), releasing a held
+    one (`release_view`) and the printable invoice (`print_view`); a mixin of `InvoiceAdmin`."""
+
+    def get_urls(self):
+        release = path(
+            "<int:pk>/release/<int:entry_id>/",
+            self.admin_site.admin_view(self.release_view),
+            name="invoices_invoice_release",
+        )
+        return [release, *super().get_urls()]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         invoice = self.get_object(request, unquote(object_id))
@@ -83,7 +98,8 @@ class InvoiceReviewViews:
             .order_by("entry__date", "entry__person__name", "entry__id")
         )
         threshold = confidence_threshold()
-        by_line, pending, low_confidence = defaultdict(list), [], 0
+        by_line, pending, held, low_confidence = defaultdict(list), [], [], 0
+        late_periods: set[str] = set()
         for link in links:
             classification = getattr(link.entry, "classification", None)
             low = classification is not None and (
@@ -103,15 +119,32 @@ class InvoiceReviewViews:
                 "billed": _hours(link.billed_seconds)
                 if link.state == InvoiceEntry.State.BILLED
                 else "",
+                "late": _late_label([f"{link.late_from:%Y-%m}"] if link.late_from else []),
             }
-            if link.line_id is None:
+            if link.late_from:
+                late_periods.add(f"{link.late_from:%Y-%m}")
+            if link.state == InvoiceEntry.State.HELD:
+                held.append(row)  # never blocks approval (section 10.2)
+            elif link.line_id is None:
                 pending.append(row)
             else:
                 by_line[link.line_id].append(row)
         lines = [
-            {"line": line, "entries": by_line.get(line.id, [])} for line in invoice.lines.all()
+            {
+                "line": line,
+                "entries": by_line.get(line.id, []),
+                "late": _late_label(line.derivation.get("late_time_from", [])),
+            }
+            for line in invoice.lines.all()
         ]
         flags = [(flag, Flag(flag).label) for flag in invoice.flags]
+        if late_periods:
+            flags = [
+                (code, f"{label} ({', '.join(sorted(late_periods))})")
+                if code == Flag.LATE_TIME
+                else (code, label)
+                for code, label in flags
+            ]
         if low_confidence:
             flags.append(
                 (
@@ -125,10 +158,13 @@ class InvoiceReviewViews:
         return {
             "review_lines": lines,
             "review_pending": pending,
+            "review_held": held,
             "review_flags": flags,
             "review_events": invoice.events.select_related("actor")[:50],
             "categories": list(Category.objects.order_by("name").values_list("id", "name")),
             "can_resolve": is_draft and user.has_perm("invoices.change_classification"),
+            # Releasing is a reviewer's decision about an entry, as resolving one is.
+            "can_release": is_draft and user.has_perm("invoices.change_classification"),
             "can_approve": is_draft and user.has_perm("invoices.approve_invoice"),
             "can_void": invoice.status != InvoiceStatus.VOID
             and user.has_perm("invoices.void_invoice"),
@@ -193,6 +229,61 @@ class InvoiceReviewViews:
             request,
             f"Entry of {link.entry.date:%Y-%m-%d} resolved; {rebuilt.label} rebuilt: total "
             f"{before} -> {rebuilt.total} {rebuilt.currency}.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[rebuilt.pk]))
+
+    def release_view(self, request, pk, entry_id):
+        """Release one held entry of a draft (section 10.2: the tracker calls it invoiced or
+        not approved): it bills on this draft, rebuilt at once, or as late time on the next."""
+        require_post(request)
+        if not request.user.has_perm("invoices.change_classification"):
+            raise PermissionDenied
+        invoice = get_object_or_404(Invoice, pk=pk)
+        back = HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[pk]))
+        if invoice.is_frozen:
+            self.message_user(
+                request,
+                f"{invoice.label} is {invoice.get_status_display().lower()}; its entries "
+                "cannot be changed (void it first)",
+                messages.ERROR,
+            )
+            return back
+        link = (
+            InvoiceEntry.objects.filter(invoice=invoice, entry_id=entry_id)
+            .select_related("entry")
+            .first()
+        )
+        if link is None:
+            raise Http404("that entry is not on this invoice")
+        if link.state != InvoiceEntry.State.HELD:
+            self.message_user(
+                request,
+                f"The entry of {link.entry.date:%Y-%m-%d} is not held "
+                f"({link.get_state_display().lower()}); nothing was released.",
+                messages.ERROR,
+            )
+            return back
+        before = invoice.total
+        try:
+            rebuilt = release_hold(entry=link.entry, user=request.user)
+        except (CorrectionRefused, DraftingError) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return back
+        released = (
+            f"Hold on the entry of {link.entry.date:%Y-%m-%d} released ({link.pending_reason})"
+        )
+        if rebuilt is None:
+            self.message_user(
+                request,
+                f"{released}; nothing is left to bill on this draft, so it was removed.",
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(reverse("admin:invoices_invoice_changelist"))
+        self.message_user(
+            request,
+            f"{released}; {rebuilt.label} rebuilt: total {before} -> {rebuilt.total} "
+            f"{rebuilt.currency}.",
             messages.SUCCESS,
         )
         return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[rebuilt.pk]))

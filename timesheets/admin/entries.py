@@ -61,10 +61,21 @@ class TimeEntryAdmin(_ReadOnlyAdmin):
         "duration",
         "notes_preview",
         "tracker_billable",
+        # The tracker's own billing state (billing semantics 10.2): an entry it calls invoiced,
+        # or (for clients billed on approved time only) not approved, is held from billing.
+        "tracker_invoiced",
+        "tracker_approved",
         "source",
         "locked",
     )
-    list_filter = ("source", "client", "locked", AtSourceFilter)
+    list_filter = (
+        "source",
+        "client",
+        "locked",
+        "tracker_invoiced",
+        "tracker_approved",
+        AtSourceFilter,
+    )
     list_select_related = ("person", "client", "project")
     search_fields = ("notes", "task")
 
