@@ -205,6 +205,11 @@ CLASSIFIER_BATCH_SIZE = env.int("CLASSIFIER_BATCH_SIZE", default=40)  # distinct
 CLASSIFIER_MAX_EXAMPLES = env.int("CLASSIFIER_MAX_EXAMPLES", default=8)  # per client prompt
 CLASSIFIER_BATCH_POLL_SECONDS = env.int("CLASSIFIER_BATCH_POLL_SECONDS", default=30)
 
+# Similar memory (billing semantics 2.3): a note close enough to a client's decided notes
+# (masked token-set ratio, 0..1) is decided by them. A firm setting, on by default.
+SIMILAR_MEMORY_ENABLED = env.bool("SIMILAR_MEMORY_ENABLED", default=True)
+SIMILAR_MEMORY_THRESHOLD = env("SIMILAR_MEMORY_THRESHOLD", default="0.85")
+
 # QuickBooks Online (push issue).
 QBO_CLIENT_ID = env("QBO_CLIENT_ID", default="")
 QBO_CLIENT_SECRET = env("QBO_CLIENT_SECRET", default="")

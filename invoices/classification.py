@@ -3,6 +3,10 @@
 The deterministic tiers (manual, rules, memory) run here. The language-model tier is a separate
 worker that stores validated answers in `Classification.model_*`; this service reads them as the
 fourth tier, so re-running it never loses a model answer or a reviewer's decision.
+
+Memory (section 2.3) is the client's approved entries and its reviewers' decisions, any period,
+the current one included (`client_memory`); a decision reclassifies what it may change in its
+own transaction (`reclassify_after_decision`).
 """
 
 from __future__ import annotations
@@ -15,19 +19,19 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, Q, QuerySet
 
 from invoices.configuration import Configuration, load_configuration
 from invoices.core.classify import (
     EntryFacts,
     ManualDecision,
     ModelAnswer,
-    build_memory,
     classify,
     order_rules,
 )
+from invoices.core.memory import ClientMemory, build_client_memory, person_name_tokens
 from invoices.models import Classification, InvoiceStatus
-from timesheets.models import TimeEntry
+from timesheets.models import Person, TimeEntry
 
 CHUNK = 5000
 
@@ -42,6 +46,7 @@ DECISION_FIELDS = [
     "billing_code",
     "needs_review",
     "review_reason",
+    "memory_note",
 ]
 
 
@@ -87,23 +92,101 @@ def entries_to_classify(
     return qs
 
 
-def approved_memory(client_ids: Iterable[int]) -> dict[int, dict[str, str]]:
-    """Per client: normalized notes -> category of entries on approved invoices (tier 3)."""
-    rows = (
+class SimilarMemorySettingRefused(ValueError):
+    """SIMILAR_MEMORY_THRESHOLD is not a number in (0, 1]."""
+
+
+def similar_memory_threshold() -> Decimal | None:
+    """The similar-memory threshold, or None when the firm turned similar memory off."""
+    if not settings.SIMILAR_MEMORY_ENABLED:
+        return None
+    raw = str(settings.SIMILAR_MEMORY_THRESHOLD).strip()
+    try:
+        threshold = Decimal(raw)
+    except ArithmeticError:
+        threshold = None
+    if threshold is None or not threshold.is_finite() or not 0 < threshold <= 1:
+        raise SimilarMemorySettingRefused(
+            f"SIMILAR_MEMORY_THRESHOLD must be a number above 0 and at most 1, not {raw!r}"
+        )
+    return threshold
+
+
+def client_memory(client_ids: Iterable[int]) -> dict[int, ClientMemory]:
+    """Per client, tier 3: normalized notes -> category, from entries on approved invoices
+    and from reviewers' decisions (any period, the current one included; the most recent
+    decision about a note wins), with similar memory when the firm has it on. Three
+    queries whatever the number of clients."""
+    ids = list(client_ids)
+    approved_rows = (
         Classification.objects.filter(
-            entry__client_id__in=list(client_ids),
+            entry__client_id__in=ids,
             entry__invoice_links__is_live=True,
             entry__invoice_links__invoice__status=InvoiceStatus.APPROVED,
             category__isnull=False,
         )
         .exclude(entry__normalized_notes="")
-        .values_list("entry__client_id", "entry__normalized_notes", "category__key")
-        .order_by("entry__client_id")
+        .values_list("entry__client_id", "entry__normalized_notes", "entry__notes", "category__key")
+        .order_by("entry__client_id", "entry_id")
     )
-    pairs: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for client_id, notes, key in rows.iterator(chunk_size=CHUNK):
-        pairs[client_id].append((notes, key))
-    return {client_id: build_memory(items) for client_id, items in pairs.items()}
+    decision_rows = (
+        Classification.objects.filter(entry__client_id__in=ids, manual_category__isnull=False)
+        .exclude(entry__normalized_notes="")
+        .values_list(
+            "entry__client_id", "entry__normalized_notes", "entry__notes", "manual_category__key"
+        )
+        # Oldest first: the last decision about a note is the one memory keeps.
+        .order_by(F("manual_at").asc(nulls_first=True), "entry_id")
+    )
+    approved: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
+    for client_id, normalized, notes, key in approved_rows.iterator(chunk_size=CHUNK):
+        approved[client_id].append((normalized, notes, key))
+    decisions: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
+    for client_id, normalized, notes, key in decision_rows.iterator(chunk_size=CHUNK):
+        decisions[client_id].append((normalized, notes, key))
+    threshold = similar_memory_threshold()
+    names = (
+        person_name_tokens(Person.objects.values_list("name", flat=True))
+        if threshold is not None and (approved or decisions)
+        else frozenset()
+    )
+    return {
+        client_id: build_client_memory(
+            approved=approved.get(client_id, ()),
+            decisions=decisions.get(client_id, ()),
+            names=names,
+            similar_threshold=threshold,
+        )
+        for client_id in set(approved) | set(decisions)
+    }
+
+
+# The model tier and the rule preview read memory under its first name (they are not changed
+# with it): it now holds reviewers' decisions too.
+approved_memory = client_memory
+
+
+def reclassify_after_decision(
+    *, client_id: int, normalized_notes: Iterable[str], entry_ids: Iterable[int] = ()
+) -> ClassifySummary:
+    """After a reviewer's decision, in its transaction: the client's entries it may change
+    follow at once (section 2.3), and the classification triggers mark their drafts stale.
+
+    Those are the entries of `entry_ids`, every unlocked entry of the client with one of the
+    notes (memory comes before the model tier), and, with similar memory on, the client's
+    entries still pending or decided by memory (a new decided note may decide them, or now
+    disagree with what they matched). Entries the model decided on other notes follow at the
+    next classification run (drafting runs one)."""
+    affected = Q(normalized_notes__in=[n for n in normalized_notes if n]) | Q(
+        id__in=list(entry_ids)
+    )
+    if similar_memory_threshold() is not None:
+        affected |= (
+            Q(classification__isnull=True)
+            | Q(classification__needs_review=True)
+            | Q(classification__tier=Classification.Tier.MEMORY)
+        )
+    return classify_entries(entries_to_classify(client_ids=[client_id]).filter(affected))
 
 
 def classify_entries(
@@ -117,7 +200,7 @@ def classify_entries(
     config = config or load_configuration(client_ids)
     id_by_key = config.category_ids
     key_by_id = {pk: key for key, pk in id_by_key.items()}
-    memory = approved_memory(client_ids)
+    memory = client_memory(client_ids)
     rules = {client_id: order_rules(config.rules, client_id) for client_id in client_ids}
     reason = model_tier_status()
     threshold = confidence_threshold()
@@ -140,7 +223,7 @@ def classify_entries(
                 policy=config.policy(entry.client_id),
                 categories=config.categories,
                 rules=rules[entry.client_id],
-                memory=memory.get(entry.client_id, {}),
+                memory=memory.get(entry.client_id) or ClientMemory(),
                 manual=_manual(existing, key_by_id),
                 model=_model_answer(existing, key_by_id),
                 model_reason=reason,
@@ -158,6 +241,7 @@ def classify_entries(
                     billing_code=decision.billing_code,
                     needs_review=decision.needs_review,
                     review_reason=decision.reason[:300],
+                    memory_note=decision.memory_note,
                 )
             )
             summary.entries += 1

@@ -634,9 +634,10 @@ def test_reviewer_decisions_become_examples_for_the_clients_next_prompts(firm, m
         "Approved classifications of this client's notes, one JSON object per line:\n"
         '{"note": "misc", "category": "project-mgmt", "description": "Project coordination"}'
     )
-    # Memory (tier 3) decides an identical note only once that entry is approved.
+    # Memory (tier 3, revised 2.3) decides an identical note at once: a reviewer's decision
+    # is memory before its invoice is approved.
     again = entry(firm, "Misc.")
-    assert c(again).tier == ""
+    assert (c(again).tier, c(again).category.key) == ("memory", "project-mgmt")
 
 
 def test_entries_on_an_approved_invoice_are_never_touched(firm, model):

@@ -12,7 +12,9 @@ this package):
 
 - `configuration`: the firm, categories, classification rules (with preview), rates, client
   policies
-- `classification`: every entry's classification and a reviewer's correction
+- `classification`: every entry's classification and a reviewer's correction, with the review
+  queue mixed in (`review_queue`: pending entries grouped by client and note, one decision per
+  group, "Make this a rule", "Rebuild all stale drafts")
 - `invoices`: the invoice list and its actions, with the review page (`review`) and the month
   end (`overview`) mixed in; invoice events
 - `history`: the audit trail
@@ -31,6 +33,7 @@ from invoices.admin import (  # noqa: F401 (registers the admins)
     model_tier,
     quickbooks,
     quickbooks_connection,
+    review_queue,
 )
 from invoices.two_factor import AdminLoginForm
 

@@ -1,11 +1,13 @@
 """Every entry's classification in the admin: what was decided, by which tier and why, and a
-reviewer's correction (tier 1), which rebuilds the draft that holds the entry."""
+reviewer's correction (tier 1), which is memory at once for the client's identical notes and
+rebuilds the draft that holds the entry. The review queue (`review_queue`) is served here too."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
 
+from invoices.admin.review_queue import ReviewQueueViews
 from invoices.drafting import DraftingError
 from invoices.models import Classification
 from invoices.review import CorrectionRefused, correct_entry
@@ -23,7 +25,7 @@ class CorrectionForm(forms.ModelForm):
 
 
 @admin.register(Classification)
-class ClassificationAdmin(admin.ModelAdmin):
+class ClassificationAdmin(ReviewQueueViews, admin.ModelAdmin):
     """Every entry's classification: what was decided, by which tier, and why; a reviewer's
     correction here is tier 1 and rebuilds the draft that holds the entry."""
 
@@ -55,6 +57,7 @@ class ClassificationAdmin(admin.ModelAdmin):
         "billing_code",
         "needs_review",
         "review_reason",
+        "memory_note",
         "model_category",
         "model_description",
         "model_confidence",
@@ -76,6 +79,7 @@ class ClassificationAdmin(admin.ModelAdmin):
                     "billing_code",
                     "needs_review",
                     "review_reason",
+                    "memory_note",
                 ]
             },
         ),
@@ -130,6 +134,9 @@ class ClassificationAdmin(admin.ModelAdmin):
 
     @admin.display(description="decided by")
     def tier_label(self, obj):
+        if obj.tier == Classification.Tier.MEMORY and obj.memory_note:
+            # Similar memory (section 2.3): the review reason says which note, and how close.
+            return f"{obj.source_label}: {obj.review_reason}"
         return obj.source_label
 
     def save_model(self, request, obj, form, change):

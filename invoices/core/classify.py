@@ -14,6 +14,7 @@ from typing import Any
 
 import re2
 
+from invoices.core.memory import AMBIGUOUS, ClientMemory
 from invoices.core.policy import Policy
 
 TIER_MANUAL = "manual"
@@ -143,12 +144,10 @@ class ModelAnswer:
     note: str = ""
 
 
-# Marks notes whose approved history disagrees: memory then does not decide.
-AMBIGUOUS = "\x00ambiguous"
-
-
 def build_memory(approved: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """normalized notes -> category from approved entries; disagreeing history is AMBIGUOUS."""
+    """normalized notes -> category from approved entries; disagreeing history is AMBIGUOUS
+    (`invoices.core.memory.build_client_memory` adds reviewers' decisions and similar notes).
+    """
     memory: dict[str, str] = {}
     for notes, category in approved:
         if not notes:
@@ -169,6 +168,8 @@ class Decision:
     billing_code: str
     needs_review: bool
     reason: str
+    # Similar memory (section 2.3): the decided note this entry's note matched.
+    memory_note: str = ""
 
 
 def classify(
@@ -185,6 +186,9 @@ def classify(
 ) -> Decision:
     """Decide one entry. `rules` must already be in order (see `order_rules`).
 
+    `memory` holds the client's decided notes (tier 3); a `ClientMemory` with `similar` set
+    also decides notes similar to them (`invoices.core.memory`).
+
     `model_reason` is what an undecided entry is told when there is no model answer: the
     caller knows whether the model tier is configured, pending, or failed.
     """
@@ -192,6 +196,7 @@ def classify(
     category, tier, rule_id, confidence = None, TIER_NONE, None, None
     description = ""
     reason = ""
+    memory_note, memory_label, similar_reason = "", "", ""
 
     if manual.category:
         category, tier, confidence = manual.category, TIER_MANUAL, ONE
@@ -202,12 +207,23 @@ def classify(
                 break
     if category is None:
         remembered = memory.get(entry.normalized_notes) if entry.normalized_notes else None
+        similar = memory.similar if isinstance(memory, ClientMemory) else None
         if remembered == AMBIGUOUS:
             reason = "approved history for this note disagrees on the category"
         elif remembered is not None:
             category, tier, confidence = remembered, TIER_MEMORY, ONE
+        elif similar is not None and entry.normalized_notes:
+            outcome = similar.match(entry.notes)
+            if outcome.category is not None:
+                category, tier, confidence = outcome.category, TIER_MEMORY, outcome.score
+                memory_note, memory_label = outcome.notes, outcome.label
+            similar_reason = outcome.reason
     if category is None and not reason:
         reason, model_choice = _judge_model(model, categories, threshold, model_reason)
+        # Near notes that disagree do not decide; the model still may, and if it does not,
+        # the reviewer is told about both.
+        if similar_reason and model_choice is None:
+            reason = f"{similar_reason}; {reason}"
         if model_choice is not None:
             category, tier, confidence = model_choice, TIER_LLM, model.confidence
             description = model.description.strip()
@@ -222,6 +238,7 @@ def classify(
         # A category deleted from configuration: never bill against a name we cannot show.
         category, tier, rule_id, confidence = None, TIER_NONE, None, None
         reason = "its category no longer exists"
+        memory_note, memory_label = "", ""
 
     if info is None:
         billable = bool(manual.billable) and not inherently_free
@@ -246,6 +263,7 @@ def classify(
         billable = manual.billable
         if tier != TIER_MANUAL and manual.billable != _default_billable(entry, info, policy):
             tier, confidence = TIER_MANUAL, ONE
+            memory_note, memory_label = "", ""
     else:
         billable = _default_billable(entry, info, policy)
 
@@ -261,8 +279,21 @@ def classify(
             "",
             True,
             f"no billing code for category '{info.key}' (the client requires one)",
+            memory_note,
         )
-    return Decision(info.key, description, tier, rule_id, confidence, billable, code, False, "")
+    # A decided entry's reason is empty, except that similar memory says what it matched.
+    return Decision(
+        info.key,
+        description,
+        tier,
+        rule_id,
+        confidence,
+        billable,
+        code,
+        False,
+        memory_label,
+        memory_note,
+    )
 
 
 def _default_billable(entry: EntryFacts, info: CategoryInfo, policy: Policy) -> bool:
