@@ -41,7 +41,6 @@ from invoices.classification import classify_entries, entries_to_classify
 from invoices.drafting import Period, draft_invoices
 from invoices.models import (
     Cap,
-    Classification,
     CustomerMapping,
     Invoice,
     InvoiceEntry,
@@ -71,7 +70,16 @@ PEOPLE = [("Ana", "Pereira", "Partner"), ("Ben", "Okafor", "Associate")]
 # no rule knows (pending review until a reviewer decides it).
 KINDS = {"work": ("Dev", "drafted the motion"), "internal": ("Admin", "team standup")}
 KINDS["vague"] = ("Misc", "misc")
-COUNTS = {"steps": 0, "histories": 0}
+# One change at the source: (what, month, day, person, kind of note, tenths of an hour).
+CHANGE = st.tuples(
+    st.sampled_from(["track", "track", "edit", "invoice"]),
+    st.integers(0, 1),
+    st.integers(1, 28),
+    st.integers(0, 1),
+    st.sampled_from(sorted(KINDS)),
+    st.integers(1, 80),
+)
+COUNTS = {"steps": 0, "histories": 0, "approved": 0, "refused": 0, "pushed": 0, "voided": 0}
 
 
 def harvest_csv(rows):
@@ -103,8 +111,10 @@ def harvest_csv(rows):
 
 
 class MonthEnd(RuleBasedStateMachine):
-    @initialize()
-    def set_up(self):
+    @initialize(acme=st.lists(CHANGE, min_size=2, max_size=8), globex=st.lists(CHANGE, max_size=6))
+    def set_up(self, acme, globex):
+        """The firm, its clients and QuickBooks; every history then starts with time tracked
+        and imported, so later steps have drafts to read, approve, void and push."""
         # Each history runs in a savepoint of the test's transaction, rolled back at teardown.
         self.atomic = transaction.atomic()
         self.atomic.__enter__()
@@ -148,6 +158,8 @@ class MonthEnd(RuleBasedStateMachine):
         self.seen = {}  # invoice id -> (drafted_at, total) as a reviewer last read it
         self.approved = {}  # invoice id -> what it was at approval
         COUNTS["histories"] += 1
+        self.tracker_activity(0, acme, export=True, after_commit_runs=True)
+        self.tracker_activity(1, globex, export=True, after_commit_runs=True)
 
     def _point_at_fake(self):
         from django.conf import settings as django_settings
@@ -196,38 +208,34 @@ class MonthEnd(RuleBasedStateMachine):
 
     @rule(
         client=st.integers(0, 1),
-        month=st.integers(0, 1),
-        day=st.integers(1, 28),
-        person=st.integers(0, 1),
-        kind=st.sampled_from(sorted(KINDS)),
-        tenths=st.integers(1, 80),
+        changes=st.lists(CHANGE, min_size=1, max_size=4),
+        export=st.booleans(),
+        after_commit_runs=st.booleans(),
     )
-    def track_time(self, client, month, day, person, kind, tenths):
+    def tracker_activity(self, client, changes, export, after_commit_runs):
+        """Time tracked, edited or invoiced at the source; then, maybe, an export of the
+        client's rows is imported (what runs after its commit does not: see below)."""
         self._step()
-        key = (client, person, MONTHS[month].start.replace(day=day))
-        if key not in self.source:
-            self.source[key] = {
-                "client": client,
-                "person": person,
-                "day": key[2],
-                "kind": kind,
-                "hours": D(tenths) / 10,
-                "invoiced": False,
-            }
-
-    @precondition(lambda self: self.source)
-    @rule(pick=st.integers(0, 10**6), tenths=st.integers(1, 80))
-    def edit_at_source(self, pick, tenths):
-        self._step()
-        key = sorted(self.source)[pick % len(self.source)]
-        self.source[key]["hours"] = D(tenths) / 10
-
-    @precondition(lambda self: self.source)
-    @rule(pick=st.integers(0, 10**6))
-    def invoice_at_source(self, pick):
-        self._step()
-        key = sorted(self.source)[pick % len(self.source)]
-        self.source[key]["invoiced"] = True
+        for change, month, day, person, kind, tenths in changes:
+            key = (client, person, MONTHS[month].start.replace(day=day))
+            row = self.source.get(key)
+            if change == "track" and row is None:
+                self.source[key] = {
+                    "client": client,
+                    "person": person,
+                    "day": key[2],
+                    "kind": kind,
+                    "hours": D(tenths) / 10,
+                    "invoiced": False,
+                }
+            elif row is not None and change == "edit":
+                row["hours"] = D(tenths) / 10
+            elif row is not None and change == "invoice":
+                row["invoiced"] = True
+        if export:
+            self._import(client)
+        if after_commit_runs:  # else: a crash, a worker timeout, a month-end queue backlog
+            classify_entries(entries_to_classify())
 
     @precondition(lambda self: self.source)
     @rule(pick=st.integers(0, 10**6))
@@ -250,38 +258,32 @@ class MonthEnd(RuleBasedStateMachine):
             .first()
         )
 
-    @rule(client=st.integers(0, 1))
-    def import_export(self, client):
-        """An export of the client's rows is imported; what runs after its commit does not."""
-        self._step()
+    def _import(self, client):
         rows = [row for row in self.source.values() if row["client"] == client]
         if rows:
             import_file(name="export.csv", content=harvest_csv(rows))
 
-    @rule()
-    def after_commit_work_runs(self):
-        self._step()
-        classify_entries(entries_to_classify())
-
     # --- review ----------------------------------------------------------------------
 
-    @rule(month=st.integers(0, 1))
-    def draft(self, month):
+    @rule(month=st.integers(0, 1), read=st.booleans())
+    def draft(self, month, read):
+        """Drafts built (the Draft button classifies first); a reviewer may read them."""
         self._step()
-        draft_invoices(period=MONTHS[month])
+        for invoice in draft_invoices(period=MONTHS[month]).invoices:
+            if read:
+                self.seen[invoice.pk] = (invoice.drafted_at.isoformat(), invoice.total)
 
-    @rule(pick=st.integers(0, 10**6))
-    def reviewer_reads_a_draft(self, pick):
-        self._step()
-        drafts = list(Invoice.objects.filter(status="draft").order_by("id"))
-        if drafts:
-            invoice = drafts[pick % len(drafts)]
-            self.seen[invoice.pk] = (invoice.drafted_at.isoformat(), invoice.total)
-
-    @precondition(lambda self: self.seen)
     @rule(pick=st.integers(0, 10**6))
     def approve_what_was_read(self, pick):
+        """An approver approves a draft read earlier (other steps may have changed it since),
+        or reads one now and approves it at once."""
         self._step()
+        if not self.seen:
+            drafts = list(Invoice.objects.filter(status="draft").order_by("id"))
+            if not drafts:
+                return
+            draft = drafts[pick % len(drafts)]
+            self.seen[draft.pk] = (draft.drafted_at.isoformat(), draft.total)
         invoice_id = sorted(self.seen)[pick % len(self.seen)]
         seen_at, seen_total = self.seen.pop(invoice_id)
         invoice = Invoice.objects.filter(pk=invoice_id).first()
@@ -296,7 +298,9 @@ class MonthEnd(RuleBasedStateMachine):
                     seen_total=seen_total,
                 )
         except InvalidTransition:
+            COUNTS["refused"] += 1
             return
+        COUNTS["approved"] += 1
         assert approved.total == seen_total  # I2: what the reviewer saw
         links = list(InvoiceEntry.objects.filter(invoice=approved).select_related("entry"))
         for link in links:  # I2: what the entries said at approval
@@ -320,21 +324,23 @@ class MonthEnd(RuleBasedStateMachine):
             ),
         }
 
-    @rule(pick=st.integers(0, 10**6), internal=st.booleans())
-    def reviewer_corrects(self, pick, internal):
+    @rule(pick=st.integers(0, 10**6), internal=st.booleans(), pending_first=st.booleans())
+    def reviewer_corrects(self, pick, internal, pending_first):
+        """A reviewer decides an entry: mostly one waiting for review, sometimes any."""
         self._step()
-        ids = list(Classification.objects.order_by("entry_id").values_list("entry_id", flat=True))
+        entries = TimeEntry.objects.filter(classification__isnull=False).order_by("id")
+        if pending_first and entries.filter(classification__needs_review=True).exists():
+            entries = entries.filter(classification__needs_review=True)
+        ids = list(entries.values_list("id", flat=True))
         if not ids:
             return
-        entry = TimeEntry.objects.filter(pk=ids[pick % len(ids)]).first()
-        if entry is None:
-            return
+        entry = TimeEntry.objects.get(pk=ids[pick % len(ids)])
         try:
             correct_entry(
                 entry=entry, user=self.user, category=self.internal if internal else self.dev
             )
         except CorrectionRefused:
-            assert entry.locked or TimeEntry.objects.get(pk=entry.pk).locked
+            assert TimeEntry.objects.get(pk=entry.pk).locked
 
     @rule(pick=st.integers(0, 10**6))
     def reviewer_releases_a_hold(self, pick):
@@ -361,6 +367,7 @@ class MonthEnd(RuleBasedStateMachine):
                 void_invoice(invoice=invoice, user=self.user, reason="simulation")
         except InvalidTransition:
             return
+        COUNTS["voided"] += 1
         self.approved.pop(invoice.pk, None)
 
     # --- QuickBooks --------------------------------------------------------------------
@@ -380,6 +387,7 @@ class MonthEnd(RuleBasedStateMachine):
         self.fake.switches.forget_dropped_request_ids = forget
         qbo_service.push(push_id=row.pk)
         self.fake.switches.drop_invoice_responses = 0
+        COUNTS["pushed"] += 1
 
     # --- invariants ----------------------------------------------------------------------
 
@@ -466,7 +474,11 @@ def test_month_end_histories_keep_every_invariant():
         suppress_health_check=list(HealthCheck),
         derandomize=os.environ.get("SIMULATION_SEED") is None,
     )
-    COUNTS.update(steps=0, histories=0)
+    COUNTS.update({name: 0 for name in COUNTS})
     MonthEnd.TestCase().runTest()
-    print(f"\nmonth-end simulation: {COUNTS['histories']} histories, {COUNTS['steps']} steps")
+    print(
+        f"\nmonth-end simulation: {COUNTS['histories']} histories, {COUNTS['steps']} steps; "
+        f"{COUNTS['approved']} approvals ({COUNTS['refused']} refused), {COUNTS['voided']} voids, "
+        f"{COUNTS['pushed']} pushes"
+    )
     assert COUNTS["steps"] >= HISTORIES
