@@ -20,6 +20,7 @@ from django.utils import timezone
 from invoices.classification import classify_entries, entries_to_classify
 from invoices.configuration import Configuration, load_configuration
 from invoices.core.pricing import InvoiceDraft, PricedEntry, price_invoice
+from invoices.core.wording import client_wording
 from invoices.models import (
     Flag,
     Invoice,
@@ -231,7 +232,14 @@ def _priced(entry: TimeEntry, policy, period: Period) -> PricedEntry:
         task=entry.task,
         category=category.key if category else None,
         category_name=category.name if category else "Uncategorized",
-        description=(c.description if c else "") or entry.notes,
+        description=client_wording(
+            worded=c.description if c else "",
+            notes=entry.notes,
+            category_name=category.name if category else "",
+            deliberate=bool(
+                c and (c.manual_description or (c.tier == c.Tier.LLM and c.model_description))
+            ),
+        ),
         source_label=c.source_label if c else "Undecided",
         billable=c.billable if c else False,
         billing_code=c.billing_code if c else "",

@@ -175,7 +175,7 @@ def test_good_answers_decide_entries_and_the_draft_prices_them(firm, model):
     assert lines == {
         "Sync with client": D("200.00"),
         "Bugfix: pagination": D("100.00"),
-        "to client": D("200.00"),
+        "Travel: To client": D("200.00"),  # nobody worded it: category and tidied note
     }
     pending = InvoiceEntry.objects.get(invoice=invoice, state="pending")
     assert pending.entry_id == vague.id

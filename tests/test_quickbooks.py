@@ -503,7 +503,7 @@ def test_push_creates_exactly_one_quickbooks_invoice_with_our_lines(
     ]
     assert lines == [
         (
-            "[L250] Drafted the motion",
+            "[L250] Development: Drafted the motion",
             approved["dev_item"],
             D("1.5000"),
             D("200.00"),
@@ -511,7 +511,7 @@ def test_push_creates_exactly_one_quickbooks_invoice_with_our_lines(
             "2026-10-05",
         ),
         (
-            "[L310] Case law",
+            "[L310] Research: Case law",
             approved["research_item"],
             D("0.5000"),
             D("200.00"),
