@@ -65,7 +65,19 @@ def snapshot(*, ids: bool) -> dict[str, list[tuple]]:
 
     firm = Firm.objects.filter(pk=1).first()
     return {
-        "firm": [(firm.name, firm.currency, firm.default_rate)] if firm else [],
+        "firm": [
+            (
+                firm.name,
+                firm.currency,
+                firm.default_rate,
+                firm.address,
+                firm.tax_id,
+                firm.logo_url,
+                firm.payment_instructions,
+            )
+        ]
+        if firm
+        else [],
         "categories": sorted(
             (*pk(c), c.key, c.name, c.billable, c.billing_code) for c in Category.objects.all()
         ),
@@ -90,6 +102,9 @@ def snapshot(*, ids: bool) -> dict[str, list[tuple]]:
                 p.show_non_billable,
                 p.invoice_per_project,
                 p.payment_terms_days,
+                p.billing_address,
+                p.billing_email,
+                p.po_number,
             )
             for p in ClientPolicy.objects.select_related("client")
         ),
@@ -458,6 +473,18 @@ def test_invalid_file_into_empty_database_creates_nothing(northwind_text):
                 "clients[0].billing_codes.x: unknown category 'x'",
             ],
         ),
+        (
+            "firm: {name: F, logo_url: 'ftp://x.example/l.png', tax_id: '"
+            + "9" * 51
+            + "'}\nclients:\n- {name: A, po_number: 4500012876, billing_email: nobody}\n",
+            [
+                "firm.logo_url: not an http(s) URL",
+                "firm.tax_id: at most 50 characters",
+                "clients[0].po_number: must be text (quote it if it looks like a number, "
+                "date or yes/no)",
+                "clients[0].billing_email: not an email address",
+            ],
+        ),
     ],
 )
 def test_schema_and_reference_errors(text, expected):
@@ -624,7 +651,13 @@ def test_export_is_canonical_yaml_with_quoted_decimals(northwind_text):
         "name": "Northwind Consulting",
         "currency": "USD",
         "default_rate": "150.00",
+        "address": "200 Harbor Way, Suite 410\nBoston, MA 02210\nUnited States",
+        "tax_id": "EIN 46-2719834",
+        "payment_instructions": "Bank transfer to Northwind Consulting LLC, First Harbor Bank\n"
+        "Routing 011000138, account 4402 8817 3390\n"
+        "Please quote the invoice number as the payment reference.",
     }
+    assert "  address: |-\n    200 Harbor Way, Suite 410\n    Boston, MA 02210\n" in text
     assert [c["key"] for c in data["categories"]] == sorted(c["key"] for c in data["categories"])
     assert "- person: ben@northwind.example\n  rate: '240.00'\n  from: 2026-10-15\n" in text
     acme = data["clients"][0]
@@ -644,6 +677,9 @@ def test_export_is_canonical_yaml_with_quoted_decimals(northwind_text):
         "bill_approved_only",
         "invoice_per_project",
         "payment_terms_days",
+        "billing_address",
+        "billing_email",
+        "po_number",
         "projects",
         "rates",
         "rules",
@@ -651,6 +687,8 @@ def test_export_is_canonical_yaml_with_quoted_decimals(northwind_text):
     assert acme["rounding"] == {"increment_minutes": 6, "mode": "up", "locus": "entry"}
     assert acme["rate_multipliers"] == {"travel": "0.5000"}
     assert acme["discount_percent"] == "0.00"
+    assert (acme["billing_email"], acme["po_number"]) == ("ap@acmelegal.example", "PO-2026-0117")
+    assert "po_number" not in data["clients"][2]  # Initech has none: left out, not ''
     globex = data["clients"][1]
     assert globex["caps"] == [{"project": "GLX-SHOP", "amount": "12000.00"}]
     assert globex["rates"] == [{"project": "GLX-SHOP", "rate": "180.00"}]

@@ -407,6 +407,10 @@ class _Plan:
             "name": doc.firm.name,
             "currency": doc.firm.currency,
             "default_rate": doc.firm.default_rate,
+            "address": doc.firm.address or "",
+            "tax_id": doc.firm.tax_id or "",
+            "logo_url": doc.firm.logo_url or "",
+            "payment_instructions": doc.firm.payment_instructions or "",
         }
         if _differs(firm, firm_values):
             for name, value in firm_values.items():
@@ -522,6 +526,9 @@ class _Plan:
             "bill_approved_only": spec.bill_approved_only,
             "invoice_per_project": spec.invoice_per_project,
             "payment_terms_days": spec.payment_terms_days,
+            "billing_address": spec.billing_address or "",
+            "billing_email": spec.billing_email or "",
+            "po_number": spec.po_number or "",
         }
         non_billable = [self.categories[key] for key in dict.fromkeys(spec.non_billable_categories)]
         policy = ClientPolicy.objects.filter(client=client).first()

@@ -49,6 +49,16 @@ def _represent_decimal(dumper: yaml.SafeDumper, value: Decimal) -> yaml.ScalarNo
 
 _Dumper.add_representer(Decimal, _represent_decimal)
 
+
+def _represent_text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # An address or payment instructions over several lines read as written (a `|` block),
+    # not as one quoted line of "\n"s.
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_text)
+
 HEADER = "# Billing configuration, written by `manage.py export_rules`.\n"
 
 
@@ -85,6 +95,9 @@ def build_document() -> dict[str, Any]:
     firm_part: dict[str, Any] = {"name": firm.name, "currency": firm.currency}
     if firm.default_rate is not None:
         firm_part["default_rate"] = firm.default_rate
+    for name in ("address", "tax_id", "logo_url", "payment_instructions"):
+        if getattr(firm, name):
+            firm_part[name] = getattr(firm, name)
 
     categories = []
     for category in sorted(Category.objects.all(), key=lambda c: c.key):
@@ -204,6 +217,9 @@ def build_document() -> dict[str, Any]:
         item["bill_approved_only"] = policy.bill_approved_only
         item["invoice_per_project"] = policy.invoice_per_project
         item["payment_terms_days"] = policy.payment_terms_days
+        for name in ("billing_address", "billing_email", "po_number"):
+            if getattr(policy, name):
+                item[name] = getattr(policy, name)
         item["projects"] = [
             _project_item(p)
             for p in sorted(

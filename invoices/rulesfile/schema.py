@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import validate_email
+from django.core.validators import URLValidator, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -114,6 +114,15 @@ def _is_email(value: str) -> str:
     return value
 
 
+def _is_url(value: str) -> str:
+    # The check the admin's URL field makes, so the file and the admin accept the same logos.
+    try:
+        URLValidator(schemes=["http", "https"])(value)
+    except DjangoValidationError:
+        raise PydanticCustomError("not_a_url", "not an http(s) URL") from None
+    return value
+
+
 def _is_slug(value: str) -> str:
     if not _SLUG.fullmatch(value):
         raise PydanticCustomError(
@@ -158,6 +167,11 @@ Regex = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterVal
 Email = Annotated[str, StringConstraints(min_length=1, max_length=254), AfterValidator(_is_email)]
 Slug = Annotated[str, StringConstraints(min_length=1, max_length=50), AfterValidator(_is_slug)]
 Currency = Annotated[str, AfterValidator(_is_currency)]
+# What invoices print (issue 16). Addresses and instructions are text columns of any length.
+PrintedText = Annotated[str, StringConstraints(min_length=1)]
+TaxId = Annotated[str, StringConstraints(min_length=1, max_length=50)]
+PoNumber = Annotated[str, StringConstraints(min_length=1, max_length=50)]
+Url = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_is_url)]
 # A reference to something named elsewhere in the file; whether it exists is checked there.
 Reference = Annotated[str, StringConstraints(min_length=1)]
 
@@ -170,6 +184,10 @@ class FirmSpec(_Strict):
     name: Name
     currency: Currency = "USD"
     default_rate: RateAmount | None = None
+    address: PrintedText | None = None
+    tax_id: TaxId | None = None
+    logo_url: Url | None = None
+    payment_instructions: PrintedText | None = None
 
 
 class CategorySpec(_Strict):
@@ -290,6 +308,9 @@ class ClientSpec(_Strict):
     bill_approved_only: bool = False
     invoice_per_project: bool = False
     payment_terms_days: Days = 30
+    billing_address: PrintedText | None = None
+    billing_email: Email | None = None
+    po_number: PoNumber | None = None
     projects: Annotated[list[ProjectSpec], BeforeValidator(_empty_list_if_none)] = []
     rates: Annotated[list[ClientRateSpec], BeforeValidator(_empty_list_if_none)] = []
     rules: Annotated[list[RuleSpec], BeforeValidator(_empty_list_if_none)] = []
