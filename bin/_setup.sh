@@ -17,6 +17,26 @@ ensure_python() {
         .venv/bin/pip install --quiet -e ".[test]"
         rm -f .venv/.installed-* && touch "$stamp"
     fi
+    ensure_pdf_libraries
+}
+
+ensure_pdf_libraries() {
+    # WeasyPrint (the invoice PDF) loads Debian's Pango when imported; installed the way
+    # Chromium is, only when missing.
+    if ldconfig -p | grep -q 'libpangoft2-1.0.so.0'; then
+        return
+    fi
+    echo "Installing Pango from Debian's packages (for invoice PDFs)..."
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+        sudo="sudo"
+    fi
+    if ! { $sudo apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+            libpango-1.0-0 libpangoft2-1.0-0 >/dev/null; }; then
+        echo "Pango could not be installed from Debian's packages: invoice PDFs need it" >&2
+        exit 1
+    fi
 }
 
 ensure_postgres() {

@@ -641,7 +641,7 @@ def test_printable_invoice_is_client_facing(client, month, ops):
     client.force_login(ops)
     html = html_of(client.get(reverse("admin:invoices_invoice_print", args=[month["invoice"].pk])))
     assert "DRAFT: not yet approved" in html
-    assert "Drafted the motion" in html and "1.5000" in html and "300.00" in html
+    assert "Drafted the motion" in html and "1.50 h" in html and "300.00" in html
     assert "misc" not in html  # pending entries are not on the client's invoice
     assert "Rule" not in html and "rule #" not in html  # nothing internal
 

@@ -123,6 +123,7 @@ class InvoiceAdmin(InvoiceReviewViews, MonthEndViews, admin.ModelAdmin):
             ("month/", self.month_view, "month"),
             ("<int:pk>/resolve/<int:entry_id>/", self.resolve_view, "resolve"),
             ("<int:pk>/print/", self.print_view, "print"),
+            ("<int:pk>/pdf/", self.pdf_view, "pdf"),
             ("<int:pk>/approve/", self.approve_view, "approve"),
             ("<int:pk>/void/", self.void_view, "void"),
             ("<int:pk>/rebuild/", self.rebuild_view, "rebuild"),

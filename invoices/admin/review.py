@@ -16,21 +16,20 @@ from django import forms
 from django.contrib import messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 
+from invoices import printing
 from invoices.classification import confidence_threshold
 from invoices.drafting import DraftingError
 from invoices.models import (
     Category,
     Classification,
-    Firm,
     Flag,
     Invoice,
     InvoiceEntry,
-    InvoiceLine,
     InvoiceStatus,
     QuickBooksConnection,
 )
@@ -290,19 +289,23 @@ class InvoiceReviewViews:
 
     def print_view(self, request, pk):
         """The client-facing invoice, printable (drafts are marked as such)."""
+        invoice = self._printable(request, pk)
+        context = {"doc": printing.invoice_document(invoice=invoice)}
+        return TemplateResponse(request, "invoices/invoice_print.html", context)
+
+    def pdf_view(self, request, pk):
+        """The same invoice as a PDF file, for download (a draft's says DRAFT on every page)."""
+        invoice = self._printable(request, pk)
+        response = HttpResponse(
+            printing.invoice_pdf(invoice=invoice), content_type="application/pdf"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{printing.pdf_filename(invoice)}"'
+        return response
+
+    def _printable(self, request, pk) -> Invoice:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        invoice = get_object_or_404(Invoice.objects.select_related("client", "project"), pk=pk)
-        lines = list(invoice.lines.order_by("position"))
-        hours = (InvoiceLine.Kind.TIME, InvoiceLine.Kind.NO_CHARGE)
-        context = {
-            "invoice": invoice,
-            "firm": Firm.objects.filter(pk=1).first(),
-            "time_lines": [ln for ln in lines if ln.kind in hours],
-            "adjustment_lines": [ln for ln in lines if ln.kind not in hours],
-            "show_codes": any(ln.billing_code for ln in lines),
-        }
-        return TemplateResponse(request, "invoices/invoice_print.html", context)
+        return get_object_or_404(Invoice.objects.select_related("client", "project"), pk=pk)
 
 
 def quickbooks_send_url(invoice: Invoice, user) -> str:
