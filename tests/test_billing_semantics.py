@@ -22,7 +22,14 @@ from invoices.core.classify import (
     order_rules,
 )
 from invoices.core.policy import GroupBy, Policy, RoundingLocus, RoundingMode
-from invoices.core.pricing import PricedEntry, billed_minutes, price_invoice
+from invoices.core.pricing import (
+    Adjustment,
+    ManualCharge,
+    PricedEntry,
+    PricingError,
+    billed_minutes,
+    price_invoice,
+)
 from invoices.core.rates import RateLevel, RateRow, RateTable, find_overlaps
 from invoices.core.rounding import (
     currency_places,
@@ -368,6 +375,7 @@ def entry(
     task="",
     description=None,
     reason="",
+    adjustment=None,
 ) -> PricedEntry:
     cat = CATS.get(category)
     return PricedEntry(
@@ -389,6 +397,7 @@ def entry(
         billing_code=code_ if code_ is not None else "",
         needs_review=needs_review,
         review_reason=reason,
+        adjustment=adjustment,
     )
 
 
@@ -657,3 +666,218 @@ def test_s2_4_model_confidence_is_never_rounded_over_the_threshold(value, stored
 
     assert round_confidence(D(value)) == D(stored)
     assert (round_confidence(D(value)) >= D("0.7")) is (D(value) >= D("0.7"))
+
+
+# --- Section 10.4: adjustments ---------------------------------------------------------------
+
+
+def written(billed_seconds, source_seconds=3600, reason="first matter of its kind", by="Rita"):
+    return Adjustment(
+        billed_seconds=billed_seconds, source_seconds=source_seconds, reason=reason, made_by=by
+    )
+
+
+def charge(id, kind, quantity, unit_price, **kw):
+    values = dict(description=f"{kind} {id}", reason=f"reason {id}", made_by="Rita")
+    values.update(kw)
+    return ManualCharge(id=id, kind=kind, quantity=D(quantity), unit_price=D(unit_price), **values)
+
+
+def test_s10_4_write_down_bills_the_adjusted_hours_and_shows_standard_value_and_adjustment():
+    draft = price_invoice(
+        [entry(1, adjustment=written(1800)), entry(2)],
+        policy=policy(),
+        rates=ROLE_RATE,
+        client=CLIENT,
+    )
+    adjusted, plain = draft.lines
+    assert (adjusted.quantity, adjusted.amount) == (D("0.5000"), D("75.00"))
+    assert adjusted.entries[0].billed_seconds == 1800 and adjusted.entries[0].raw_seconds == 3600
+    assert adjusted.derivation["adjustment"] == {
+        "standard_minutes": "60",
+        "standard_quantity": "1.0000",
+        "standard_amount": "150.00",
+        "amount": "-75.00",
+        "entries": [
+            {
+                "entry": 1,
+                "kind": "write-down",
+                "standard_minutes": "60",
+                "billed_minutes": "30",
+                "by": "Rita",
+                "reason": "first matter of its kind",
+            }
+        ],
+        "summary": "standard 1.0000 h x 150.00 = 150.00; adjusted to 0.5000 h = 75.00 "
+        "(-75.00 USD) by Rita: first matter of its kind",
+    }
+    assert adjusted.derivation["arithmetic"] == "0.5000 h x 150.00 = 75.00 USD"
+    assert "adjustment" not in plain.derivation
+    assert (draft.subtotal, draft.total) == (D("225.00"), D("225.00"))
+
+
+def test_s10_4_write_up_is_shown_as_a_positive_adjustment():
+    line = price_invoice(
+        [entry(1, adjustment=written(5400))], policy=policy(), rates=ROLE_RATE, client=CLIENT
+    ).lines[0]
+    assert (line.quantity, line.amount) == (D("1.5000"), D("225.00"))
+    assert line.derivation["adjustment"]["amount"] == "+75.00"
+    assert line.derivation["adjustment"]["entries"][0]["kind"] == "write-up"
+
+
+def test_s10_4_a_written_down_entry_is_not_rounded_again():
+    # 50 min with a 30 min minimum and 15 min increments bills 60 min; written down to
+    # 12 min, it bills 12 min: the reviewer set the billed time.
+    p = policy(increment_minutes=15, minimum_minutes=30)
+    line = price_invoice(
+        [entry(1, seconds=3000, adjustment=written(720, source_seconds=3000))],
+        policy=p,
+        rates=ROLE_RATE,
+        client=CLIENT,
+    ).lines[0]
+    assert (line.quantity, line.amount) == (D("0.2000"), D("30.00"))
+    assert line.derivation["adjustment"]["standard_quantity"] == "1.0000"
+    assert line.entries[0].billed_seconds == 720
+
+
+def test_s10_4_with_locus_line_only_unadjusted_entries_are_rounded_by_the_line():
+    # 7 + 7 min round once to 15 min; the entry written down to 10 min adds 10: 25 min.
+    p = policy(
+        increment_minutes=15, rounding_locus=RoundingLocus.LINE, group_lines_by=GroupBy.CATEGORY
+    )
+    entries = [
+        entry(1, seconds=420),
+        entry(2, seconds=420),
+        entry(3, seconds=1200, adjustment=written(600, source_seconds=1200)),
+    ]
+    line = price_invoice(entries, policy=p, rates=ROLE_RATE, client=CLIENT).lines[0]
+    assert line.quantity == D("0.4167")  # 25 / 60
+    # standard: 7 + 7 + 20 = 34 -> 45 min
+    assert line.derivation["adjustment"]["standard_quantity"] == "0.7500"
+
+
+def test_s10_4_caps_and_discount_apply_after_adjustments():
+    rates = RateTable([RateRow(1, D("180.00"), role="Partner")])
+    entries = [entry(i, seconds=36000) for i in range(1, 4)]
+    entries.append(entry(4, seconds=36000, adjustment=written(18000, source_seconds=36000)))
+    p = policy(currency="EUR", caps={"P": D("6000.00")}, discount_percent=D("5"))
+    draft = price_invoice(entries, policy=p, rates=rates, client=CLIENT)
+    # 3 x 10 h + 5 h = 35 h x 180 = 6300; cap 6000: -300; 5% of 6000 = -300
+    assert (draft.subtotal, draft.adjustments, draft.discount, draft.total) == (
+        D("6300.00"),
+        D("-300.00"),
+        D("-300.00"),
+        D("5700.00"),
+    )
+    assert [ln.kind for ln in draft.lines][-2:] == ["cap", "discount"]
+
+
+def test_s10_4_a_projects_manual_lines_count_towards_its_cap():
+    fee = charge(7, "fixed_fee", "1", "100.00", project=PROJECT, project_code="P")
+    p = policy(caps={"P": D("200.00")})
+    draft = price_invoice([entry(1)], policy=p, rates=ROLE_RATE, client=CLIENT, manual=[fee])
+    assert (draft.subtotal, draft.adjustments, draft.total) == (
+        D("250.00"),
+        D("-50.00"),
+        D("200.00"),
+    )
+
+
+def test_s10_4_manual_lines_and_credits_add_up_after_time_and_before_the_discount():
+    manual = [
+        charge(1, "fixed_fee", "1", "500.00", reason="agreed setup fee", category="development"),
+        charge(2, "expense", "3", "12.50", description="Courier", billing_code="E107"),
+        charge(3, "credit", "1", "-100.00", description="Goodwill credit"),
+    ]
+    draft = price_invoice(
+        [entry(1)],
+        policy=policy(discount_percent=D("10")),
+        rates=ROLE_RATE,
+        client=CLIENT,
+        manual=manual,
+    )
+    assert [
+        (ln.kind, ln.description, ln.quantity, ln.unit_price, ln.amount) for ln in draft.lines
+    ] == [
+        ("time", "note 1", D("1.0000"), D("150.00"), D("150.00")),
+        ("fixed_fee", "fixed_fee 1", D("1.0000"), D("500.00"), D("500.00")),
+        ("expense", "Courier", D("3.0000"), D("12.50"), D("37.50")),
+        ("credit", "Goodwill credit", D("1.0000"), D("-100.00"), D("-100.00")),
+        ("discount", "Discount (10%)", D("1"), D("-58.75"), D("-58.75")),
+    ]
+    # 150 + 500 + 37.50 - 100 = 587.50; 10% = 58.75
+    assert (draft.subtotal, draft.discount, draft.total) == (
+        D("587.50"),
+        D("-58.75"),
+        D("528.75"),
+    )
+    fee, expense = draft.lines[1], draft.lines[2]
+    assert fee.derivation == {
+        "manual_line": {"id": 1, "kind": "fixed_fee", "by": "Rita", "reason": "agreed setup fee"},
+        "note": "manual line: fixed fee, by Rita, agreed setup fee",
+        "arithmetic": "1.0000 x 500.00 = 500.00 USD",
+    }
+    assert (fee.category, expense.billing_code, fee.entries) == ("development", "E107", [])
+
+
+def test_s10_4_a_draft_of_manual_lines_only_is_priced():
+    draft = price_invoice(
+        [],
+        policy=policy(),
+        rates=ROLE_RATE,
+        client=CLIENT,
+        manual=[charge(1, "expense", "2", "9.99")],
+    )
+    assert [(ln.kind, ln.amount) for ln in draft.lines] == [("expense", D("19.98"))]
+    assert (draft.subtotal, draft.total, draft.flags) == (D("19.98"), D("19.98"), [])
+
+
+@pytest.mark.parametrize(
+    "kind, price", [("credit", "100.00"), ("expense", "-1.00"), ("fixed_fee", "-0.01")]
+)
+def test_s10_4_a_manual_line_of_the_wrong_sign_is_refused(kind, price):
+    with pytest.raises(PricingError, match="wrong sign"):
+        price_invoice(
+            [entry(1)],
+            policy=policy(),
+            rates=ROLE_RATE,
+            client=CLIENT,
+            manual=[charge(1, kind, "1", price)],
+        )
+
+
+def test_s10_4_a_credit_never_makes_the_total_negative():
+    with pytest.raises(PricingError, match="negative"):
+        price_invoice(
+            [entry(1)],
+            policy=policy(),
+            rates=ROLE_RATE,
+            client=CLIENT,
+            manual=[charge(1, "credit", "1", "-150.01")],
+        )
+
+
+def test_s10_4_hours_changed_at_the_source_after_a_write_down_wait_for_review():
+    draft = price_invoice(
+        [entry(1, seconds=5400, adjustment=written(1800, source_seconds=3600)), entry(2)],
+        policy=policy(),
+        rates=ROLE_RATE,
+        client=CLIENT,
+    )
+    assert [p.entry_id for ln in draft.lines for p in ln.entries] == [2]
+    assert [(p.entry_id, p.state, p.pending_reason) for p in draft.pending] == [
+        (1, "pending", "hours changed at the source after a write-down (was 1 h, now 1.5 h)")
+    ]
+    assert "pending" in draft.flags
+
+
+def test_s10_4_an_adjustment_of_non_billable_time_bills_nothing():
+    draft = price_invoice(
+        [entry(1, billable=False, adjustment=written(1800))],
+        policy=policy(show_non_billable=True),
+        rates=ROLE_RATE,
+        client=CLIENT,
+    )
+    assert [(ln.kind, ln.quantity, ln.amount) for ln in draft.lines] == [
+        ("no_charge", D("1.0000"), D(0))
+    ]

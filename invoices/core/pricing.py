@@ -1,4 +1,5 @@
-"""Classified entries -> invoice lines and totals (billing semantics sections 4, 5, 6 and 7)."""
+"""Classified entries -> invoice lines and totals (billing semantics sections 4, 5, 6 and 7),
+with a reviewer's adjustments (10.4): written-down or written-up entries and manual lines."""
 
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ KIND_TIME = "time"
 KIND_NO_CHARGE = "no_charge"
 KIND_CAP = "cap"
 KIND_DISCOUNT = "discount"
+# Section 10.4: lines a reviewer adds to a draft.
+KIND_FIXED_FEE = "fixed_fee"
+KIND_EXPENSE = "expense"
+KIND_CREDIT = "credit"
+MANUAL_KINDS = (KIND_FIXED_FEE, KIND_EXPENSE, KIND_CREDIT)
+# What the subtotal sums (section 7.1): billed time and manual lines, before caps and discount.
+SUBTOTAL_KINDS = (KIND_TIME, *MANUAL_KINDS)
 
 FLAG_CAP_APPLIED = "cap_applied"
 FLAG_ZERO_TOTAL = "zero_total"
@@ -30,6 +38,48 @@ FLAG_LATE_TIME = "late_time"
 FLAG_HELD = "held"
 
 ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """Section 10.4: a reviewer's write-down or write-up of one entry. `billed_seconds` is what
+    the entry bills, exactly (no minimum, no increment: the reviewer set the billed time);
+    `source_seconds` is the entry's duration when it was adjusted."""
+
+    billed_seconds: int
+    source_seconds: int
+    reason: str
+    made_by: str
+
+    @property
+    def direction(self) -> str:
+        if self.billed_seconds < self.source_seconds:
+            return "write-down"
+        if self.billed_seconds > self.source_seconds:
+            return "write-up"
+        return "adjustment"
+
+    @property
+    def described(self) -> str:
+        return f"{'an' if self.direction == 'adjustment' else 'a'} {self.direction}"
+
+
+@dataclass(frozen=True)
+class ManualCharge:
+    """Section 10.4: a manual line (fixed fee, expense, credit) of the invoice's period."""
+
+    id: int
+    kind: str
+    description: str
+    quantity: Decimal
+    unit_price: Decimal
+    reason: str
+    made_by: str
+    category: str | None = None
+    billing_code: str = ""
+    project: int | None = None
+    project_code: str = ""
+    project_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,6 +108,8 @@ class PricedEntry:
     hold_reason: str = ""
     # Section 10.1: the first day of the approved period a late entry is from.
     late_from: dt.date | None = None
+    # Section 10.4: the reviewer's write-down or write-up, if any.
+    adjustment: Adjustment | None = None
 
 
 @dataclass
@@ -123,7 +175,10 @@ def billed_minutes(seconds: int, policy: Policy) -> Fraction:
 class _Group:
     kind: str
     entries: list[PricedEntry] = field(default_factory=list)
+    # What each entry bills: section 4's result, or its adjustment's duration (10.4).
     minutes: list[Fraction] = field(default_factory=list)
+    # Section 4's result for each entry, adjusted or not: the standard value.
+    standard: list[Fraction] = field(default_factory=list)
     match: RateMatch | None = None
     multiplier: Decimal = Decimal(1)
     unit_price: Decimal = ZERO
@@ -151,9 +206,15 @@ def _describe(entry: PricedEntry, group_by: GroupBy) -> str:
 
 
 def price_invoice(
-    entries: Iterable[PricedEntry], *, policy: Policy, rates: RateTable, client: int
+    entries: Iterable[PricedEntry],
+    *,
+    policy: Policy,
+    rates: RateTable,
+    client: int,
+    manual: Sequence[ManualCharge] = (),
 ) -> InvoiceDraft:
-    """One invoice's lines and totals from its entries, per the billing semantics."""
+    """One invoice's lines and totals from its entries and manual lines, per the billing
+    semantics: time lines, then manual lines (10.4), then caps and the discount (section 7)."""
     groups: dict[tuple, _Group] = {}
     pending: list[EntryPlacement] = []
     held: list[EntryPlacement] = []
@@ -190,6 +251,22 @@ def price_invoice(
                 )
                 group.entries.append(entry)
                 group.minutes.append(Fraction(entry.seconds, 60))
+                group.standard.append(Fraction(entry.seconds, 60))
+            continue
+        adjustment = entry.adjustment
+        if adjustment is not None and adjustment.source_seconds != entry.seconds:
+            # Section 10.4: the write-down is kept, and the reviewer confirms it again.
+            pending.append(
+                EntryPlacement(
+                    entry.id,
+                    "pending",
+                    entry.seconds,
+                    pending_reason=f"hours changed at the source after {adjustment.described} "
+                    f"(was {_hours_str(adjustment.source_seconds)} h, "
+                    f"now {_hours_str(entry.seconds)} h)",
+                    late_from=entry.late_from,
+                )
+            )
             continue
         match = rates.resolve(
             day=entry.date,
@@ -226,18 +303,26 @@ def price_invoice(
                 billing_code=entry.billing_code,
             )
         group.entries.append(entry)
-        group.minutes.append(billed_minutes(entry.seconds, policy))
+        standard = billed_minutes(entry.seconds, policy)
+        group.standard.append(standard)
+        group.minutes.append(
+            standard if adjustment is None else Fraction(adjustment.billed_seconds, 60)
+        )
 
     lines = [_build_line(group, policy) for group in groups.values()]
     lines.sort(key=lambda line: line.sort_key)
+    lines.extend(_manual_line(charge, policy) for charge in manual)
     lines.extend(_adjustment_lines(lines, policy))
 
-    subtotal = sum((ln.amount for ln in lines if ln.kind == KIND_TIME), ZERO)
+    subtotal = sum((ln.amount for ln in lines if ln.kind in SUBTOTAL_KINDS), ZERO)
     adjustments = sum((ln.amount for ln in lines if ln.kind == KIND_CAP), ZERO)
     discount = sum((ln.amount for ln in lines if ln.kind == KIND_DISCOUNT), ZERO)
     total = subtotal + adjustments + discount
     if total < 0:
-        raise PricingError(f"total {total} is negative; check the discount and caps")
+        raise PricingError(
+            f"total {total} {policy.currency} is negative; check the credits, the discount and "
+            "the caps"
+        )
 
     flags = []
     if adjustments:
@@ -291,12 +376,12 @@ def _build_line(group: _Group, policy: Policy) -> LineDraft:
         )
         derivation["note"] = "non-billable: raw hours shown, no charge"
     else:
-        entry_minutes = sum(group.minutes, Fraction(0))
-        line_rounded = policy.rounding_locus == RoundingLocus.LINE and policy.increment_minutes
-        if line_rounded:
-            entry_minutes = round_to_increment(
-                entry_minutes, policy.increment_minutes, policy.rounding_mode
-            )
+        adjusted = [e.adjustment is not None for e in group.entries]
+        # With `locus: line` the line rounds once what the entries' rounding left; an adjusted
+        # entry's billed time is added as the reviewer set it, never rounded (section 10.4).
+        entry_minutes = _line_minutes(
+            [m for m, a in zip(group.minutes, adjusted, strict=True) if not a], policy
+        ) + sum((m for m, a in zip(group.minutes, adjusted, strict=True) if a), Fraction(0))
         quantity = round_quantity(entry_minutes / 60)
         amount = round_money(quantity * group.unit_price, policy.currency)
         placements = [
@@ -331,6 +416,10 @@ def _build_line(group: _Group, policy: Policy) -> LineDraft:
                 "arithmetic": f"{quantity} h x {group.unit_price} = {amount} {policy.currency}",
             }
         )
+        if any(adjusted):
+            derivation["adjustment"] = _adjustment_derivation(
+                group, quantity, amount, policy, raw_seconds
+            )
         line = LineDraft(
             KIND_TIME,
             description,
@@ -362,11 +451,95 @@ def _build_line(group: _Group, policy: Policy) -> LineDraft:
     return line
 
 
+def _line_minutes(minutes: Sequence[Fraction], policy: Policy) -> Fraction:
+    """The billed minutes of a line's (unadjusted) entries: their sum, rounded once to the
+    increment with `locus: line` (section 4)."""
+    total = sum(minutes, Fraction(0))
+    if minutes and policy.rounding_locus == RoundingLocus.LINE and policy.increment_minutes:
+        total = round_to_increment(total, policy.increment_minutes, policy.rounding_mode)
+    return total
+
+
+def _adjustment_derivation(
+    group: _Group, quantity: Decimal, amount: Decimal, policy: Policy, raw_seconds: int
+) -> dict:
+    """Section 10.4: what the line would have billed (the standard value), the adjustment
+    (signed), and each adjusted entry with who adjusted it and why."""
+    standard_minutes = _line_minutes(group.standard, policy)
+    standard_quantity = round_quantity(standard_minutes / 60)
+    standard_amount = round_money(standard_quantity * group.unit_price, policy.currency)
+    difference = amount - standard_amount
+    entries = [
+        {
+            "entry": entry.id,
+            "kind": entry.adjustment.direction,
+            "standard_minutes": _minutes_str(standard),
+            "billed_minutes": _minutes_str(billed),
+            "by": entry.adjustment.made_by,
+            "reason": entry.adjustment.reason,
+        }
+        for entry, standard, billed in zip(
+            group.entries, group.standard, group.minutes, strict=True
+        )
+        if entry.adjustment is not None
+    ]
+    people = ", ".join(sorted({e["by"] for e in entries}))
+    reasons = "; ".join(dict.fromkeys(e["reason"] for e in entries))
+    return {
+        "standard_minutes": _minutes_str(standard_minutes),
+        "standard_quantity": str(standard_quantity),
+        "standard_amount": str(standard_amount),
+        "amount": f"{difference:+}",
+        "entries": entries,
+        "summary": f"standard {standard_quantity} h x {group.unit_price} = {standard_amount}; "
+        f"adjusted to {quantity} h = {amount} ({difference:+} {policy.currency}) "
+        f"by {people}: {reasons}",
+    }
+
+
+def _manual_line(charge: ManualCharge, policy: Policy) -> LineDraft:
+    """Section 10.4: a manual line as the reviewer entered it; a credit is negative."""
+    if charge.kind not in MANUAL_KINDS:
+        raise PricingError(f"manual line {charge.id}: unknown kind {charge.kind!r}")
+    if (charge.unit_price > 0) if charge.kind == KIND_CREDIT else (charge.unit_price < 0):
+        raise PricingError(
+            f"manual line {charge.id}: a {charge.kind.replace('_', ' ')} of unit price "
+            f"{charge.unit_price} has the wrong sign (a credit is negative, others are not)"
+        )
+    quantity = round_quantity(Fraction(charge.quantity))
+    unit_price = round_rate(charge.unit_price)
+    amount = round_money(quantity * unit_price, policy.currency)
+    kind = charge.kind.replace("_", " ")
+    line = LineDraft(
+        charge.kind,
+        charge.description,
+        quantity,
+        unit_price,
+        amount,
+        category=charge.category,
+        billing_code=charge.billing_code,
+        project=charge.project,
+        derivation={
+            "manual_line": {
+                "id": charge.id,
+                "kind": charge.kind,
+                "by": charge.made_by,
+                "reason": charge.reason,
+            },
+            "note": f"manual line: {kind}, by {charge.made_by}, {charge.reason}",
+            "arithmetic": f"{quantity} x {unit_price} = {amount} {policy.currency}",
+        },
+    )
+    line.project_code, line.project_name = charge.project_code, charge.project_name
+    return line
+
+
 def _adjustment_lines(lines: Sequence[LineDraft], policy: Policy) -> list[LineDraft]:
     adjustments: list[LineDraft] = []
     by_project: dict[str, tuple[str, int | None, Decimal]] = {}
     for line in lines:
-        if line.kind != KIND_TIME:
+        # Caps apply after a reviewer's adjustments (10.4): a project's manual lines count.
+        if line.kind not in SUBTOTAL_KINDS or line.project is None:
             continue
         name, project, total = by_project.get(
             line.project_code, (line.project_name, line.project, ZERO)
@@ -400,7 +573,7 @@ def _adjustment_lines(lines: Sequence[LineDraft], policy: Policy) -> list[LineDr
                 )
             )
     if policy.discount_percent > 0:
-        subtotal = sum((ln.amount for ln in lines if ln.kind == KIND_TIME), ZERO)
+        subtotal = sum((ln.amount for ln in lines if ln.kind in SUBTOTAL_KINDS), ZERO)
         base = subtotal + cap_total
         discount = -percent_of(base, policy.discount_percent, policy.currency)
         adjustments.append(
@@ -439,6 +612,11 @@ def _rate_target(row: RateRow, entry: PricedEntry) -> str:
     if parts:
         return " + ".join(parts)
     return "client" if row.client is not None else "firm default"
+
+
+def _hours_str(seconds: int) -> str:
+    """Hours as a reviewer reads them: 5400 s -> "1.5" (4 places at most, no trailing zeros)."""
+    return f"{round_quantity(Fraction(seconds, 3600)).normalize():f}"
 
 
 def _minutes_str(minutes: Fraction) -> str:

@@ -88,3 +88,8 @@ def percent_of(amount: Decimal, percent: Decimal, currency: str) -> Decimal:
 def money_str(amount: Decimal, currency: str) -> str:
     """An amount as a fixed-point string with the currency's places (for JSON and display)."""
     return str(round_money(amount, currency))
+
+
+def hours_to_seconds(hours: Decimal) -> int:
+    """Hours a reviewer typed (a write-down to 0.3333 h) as whole seconds, half up."""
+    return int(round_half_up(hours * 3600, 0))
