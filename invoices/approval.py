@@ -35,6 +35,7 @@ from invoices.models import (
     InvoiceNumberSequence,
     InvoicePush,
     InvoiceStatus,
+    ManualLine,
 )
 from invoices.two_factor import TWO_FACTOR_NEEDED, is_verified, two_factor_required
 from timesheets.models import TimeEntry
@@ -116,6 +117,13 @@ def _transition(
             # unbilled with their reason) until a reviewer releases them.
             InvoiceEntry.objects.filter(pk__in=held).delete()
             current.number = _next_number(current)
+            # Section 10.4: the manual lines on this draft are billed on it, and frozen with it.
+            ManualLine.objects.filter(
+                pk__in=[
+                    line.derivation["manual_line"]["id"]
+                    for line in current.lines.filter(derivation__has_key="manual_line")
+                ]
+            ).update(invoice=current)
             current.approved_at, current.approved_by = now, user
             current.flags = [f for f in current.flags if f != Flag.HELD]
             TimeEntry.objects.filter(

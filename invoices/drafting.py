@@ -3,6 +3,10 @@
 Each client is drafted in its own transaction under a row lock on the client, so two drafting
 runs for the same client (same or overlapping periods) take turns; the partial unique index
 `entry_on_one_live_invoice` is the final guarantee that an entry is never billed twice.
+
+A reviewer's adjustments (billing semantics 10.4) are loaded beside the entries: an entry's
+write-down or write-up (`EntryAdjustment`) and the manual lines of the client's period that no
+approved invoice has billed yet (`ManualLine`, also on the successor of a voided invoice).
 """
 
 from __future__ import annotations
@@ -19,7 +23,14 @@ from django.utils import timezone
 
 from invoices.classification import classify_entries, entries_to_classify
 from invoices.configuration import Configuration, load_configuration
-from invoices.core.pricing import InvoiceDraft, PricedEntry, price_invoice
+from invoices.core.pricing import (
+    Adjustment,
+    InvoiceDraft,
+    ManualCharge,
+    PricedEntry,
+    PricingError,
+    price_invoice,
+)
 from invoices.core.wording import client_wording
 from invoices.models import (
     Flag,
@@ -28,6 +39,7 @@ from invoices.models import (
     InvoiceEvent,
     InvoiceLine,
     InvoiceStatus,
+    ManualLine,
 )
 from timesheets.models import Client, TimeEntry
 
@@ -94,8 +106,9 @@ def draft_invoices(
 
 
 def _clients_to_draft(period: Period, client_ids: Iterable[int] | None) -> list[int]:
-    """Clients with entries in the period, with late time for it (section 10.1), or with a
-    draft of it to rebuild or remove (its entries may all have moved away)."""
+    """Clients with entries in the period, with late time for it (section 10.1), with manual
+    lines to bill in it (10.4), or with a draft of it to rebuild or remove (its entries may all
+    have moved away)."""
     in_period = TimeEntry.objects.filter(date__gte=period.start, date__lte=period.end)
     late = TimeEntry.objects.filter(date__lt=period.start).exclude(invoice_links__is_live=True)
     late = late.filter(
@@ -111,6 +124,7 @@ def _clients_to_draft(period: Period, client_ids: Iterable[int] | None) -> list[
     drafts = Invoice.objects.filter(
         period_start=period.start, period_end=period.end, status=InvoiceStatus.DRAFT
     )
+    manual = unbilled_manual_lines(period)
     if client_ids is not None:
         client_ids = list(client_ids)
         in_period, late = (
@@ -118,10 +132,22 @@ def _clients_to_draft(period: Period, client_ids: Iterable[int] | None) -> list[
             late.filter(client_id__in=client_ids),
         )
         drafts = drafts.filter(client_id__in=client_ids)
+        manual = manual.filter(client_id__in=client_ids)
     ids = set(in_period.values_list("client_id", flat=True).distinct())
     ids |= set(late.values_list("client_id", flat=True).distinct())
     ids |= set(drafts.values_list("client_id", flat=True))
+    ids |= set(manual.values_list("client_id", flat=True).distinct())
     return sorted(ids)
+
+
+def unbilled_manual_lines(period: Period):
+    """Manual lines of `period` that no approved invoice has billed: new ones, and those of an
+    invoice voided since (they go on its successor, as its entries do)."""
+    return ManualLine.objects.filter(
+        Q(invoice__isnull=True) | Q(invoice__status=InvoiceStatus.VOID),
+        period_start__gte=period.start,
+        period_end__lte=period.end,
+    )
 
 
 def rebuild_invoice(invoice: Invoice, *, user=None) -> Invoice | None:
@@ -182,7 +208,13 @@ def _draft_client(
                     approved_period.order_by("period_start").values("period_start")[:1]
                 )
             )
-            .select_related("person", "project", "classification", "classification__category")
+            .select_related(
+                "person",
+                "project",
+                "classification",
+                "classification__category",
+                "adjustment__made_by",
+            )
             .order_by("date", "id")
         )
         scopes: dict[int | None, list[PricedEntry]] = defaultdict(list)
@@ -193,16 +225,28 @@ def _draft_client(
                 continue  # the scope's invoice is approved; late entries wait for a new period
             scopes[scope].append(_priced(entry, policy, period))
             hashes[entry.id] = entry.content_hash
+        manual: dict[int | None, list[ManualCharge]] = defaultdict(list)
+        lines = unbilled_manual_lines(period).filter(client_id=client_id)
+        for line in lines.select_related("project", "category", "made_by").order_by("id"):
+            scope = line.project_id if policy.invoice_per_project else None
+            if scope not in frozen_scopes:
+                manual[scope].append(_manual_charge(line))
 
-        for scope in sorted(set(drafts) | set(scopes), key=lambda s: (s is not None, s or 0)):
+        in_scope = set(drafts) | set(scopes) | set(manual)
+        for scope in sorted(in_scope, key=lambda s: (s is not None, s or 0)):
             draft = drafts.get(scope)
-            priced = scopes.get(scope, [])
-            result = priced and price_invoice(
-                priced, policy=policy, rates=config.rates, client=client_id
-            )
-            if not result or not result.placements:
+            priced, charges = scopes.get(scope, []), manual.get(scope, [])
+            try:
+                result = (priced or charges) and price_invoice(
+                    priced, policy=policy, rates=config.rates, client=client_id, manual=charges
+                )
+            except PricingError as exc:
+                name = Client.objects.get(pk=client_id).name
+                raise DraftingError(f"{name}, {period}: {exc}") from exc
+            if not result or not (result.placements or result.lines):
                 # Nothing to bill, review or hold (at most non-billable time that no line
                 # shows, e.g. what an import files under its internal client): no invoice.
+                # A draft of manual lines only is still a draft (section 10.4).
                 if draft is not None:
                     draft.delete()
                     summary.removed += 1
@@ -247,6 +291,43 @@ def _priced(entry: TimeEntry, policy, period: Period) -> PricedEntry:
         review_reason=(c.review_reason if c else "") or "not classified yet",
         hold_reason=hold_reason(entry, c, policy),
         late_from=late_from,
+        adjustment=_adjustment(entry),
+    )
+
+
+def who(user) -> str:
+    """How a derivation names the reviewer who adjusted something."""
+    if user is None:
+        return "(deleted user)"
+    return user.get_full_name() or user.get_username()
+
+
+def _adjustment(entry: TimeEntry) -> Adjustment | None:
+    adjustment = getattr(entry, "adjustment", None)
+    if adjustment is None:
+        return None
+    return Adjustment(
+        billed_seconds=adjustment.billed_seconds,
+        source_seconds=adjustment.source_seconds,
+        reason=adjustment.reason,
+        made_by=who(adjustment.made_by),
+    )
+
+
+def _manual_charge(line: ManualLine) -> ManualCharge:
+    return ManualCharge(
+        id=line.id,
+        kind=line.kind,
+        description=line.description,
+        quantity=line.quantity,
+        unit_price=line.unit_price,
+        reason=line.reason,
+        made_by=who(line.made_by),
+        category=line.category.key if line.category else None,
+        billing_code=line.billing_code,
+        project=line.project_id,
+        project_code=(line.project.code or line.project.name) if line.project else "",
+        project_name=line.project.name if line.project else "",
     )
 
 

@@ -79,6 +79,7 @@ def export_period(*, period: Period, include_void: bool = False) -> dict:
                         "unit_price": str(line.unit_price),
                         "amount": str(line.amount),
                         "entries": keys_by_line.get(line.id, []),
+                        **_adjustments(line),
                     }
                     for line in lines_by_invoice[inv.id]
                 ],
@@ -92,6 +93,27 @@ def export_period(*, period: Period, include_void: bool = False) -> dict:
             for inv in invoices
         ],
     }
+
+
+def _adjustments(line: InvoiceLine) -> dict:
+    """Section 10.4, only on the lines it concerns: `adjustment` on a time line with
+    written-down or written-up entries (against its standard value, what it would have billed);
+    `manual` on a manual line (fixed fee, expense, credit): who added it and why."""
+    extra: dict = {}
+    adjustment = line.derivation.get("adjustment")
+    if adjustment is not None:
+        entries = adjustment["entries"]
+        extra["adjustment"] = {
+            "standard_quantity": adjustment["standard_quantity"],
+            "standard_amount": adjustment["standard_amount"],
+            "amount": adjustment["amount"],
+            "by": sorted({entry["by"] for entry in entries}),
+            "reasons": list(dict.fromkeys(entry["reason"] for entry in entries)),
+        }
+    manual = line.derivation.get("manual_line")
+    if manual is not None:
+        extra["manual"] = {"by": manual["by"], "reason": manual["reason"]}
+    return extra
 
 
 def safe_cell(value) -> str:

@@ -19,6 +19,10 @@ Stale marks, in the same transaction as the change that makes a draft stale:
   "source changed after approval".
 - a change to what prices a draft (a rate, the client's policy, a cap, a multiplier, a billing
   code, the firm's default rate) marks the affected clients' drafts stale.
+- a reviewer's adjustment (billing semantics 10.4) marks its drafts stale: an entry's write-down
+  or write-up marks the entry's drafts (as an entry change does), a manual line the client's
+  drafts of its period. A locked entry's adjustment and an approved invoice's manual lines
+  cannot change.
 Each mark writes an `InvoiceEvent` beside it. Approval refuses a stale draft, and re-checks each
 entry's seconds and content hash under lock (`invoices.approval`).
 
@@ -37,10 +41,12 @@ from invoices.models import (
     Cap,
     Classification,
     ClientPolicy,
+    EntryAdjustment,
     Firm,
     Invoice,
     InvoiceEntry,
     InvoiceLine,
+    ManualLine,
     Rate,
     RateMultiplier,
 )
@@ -480,3 +486,163 @@ pgtrigger.register(
         """,
     )
 )(Firm)
+
+
+# --- A reviewer's adjustments (section 10.4): stale marks, and what approval froze ----------------
+
+ADJUSTMENT_COLUMNS = ("entry_id", "billed_seconds", "source_seconds", "reason", "made_by_id")
+# Everything a manual line bills and shows; not `invoice_id`, which approval sets (marking the
+# client's other drafts stale for it would make them unapprovable for nothing), nor `made_at`.
+MANUAL_LINE_COLUMNS = (
+    "client_id",
+    "project_id",
+    "period_start",
+    "period_end",
+    "kind",
+    "description",
+    "quantity",
+    "unit_price",
+    "category_id",
+    "billing_code",
+    "reason",
+    "made_by_id",
+)
+REFUSE_LOCKED_ADJUSTMENT = _refuse(
+    "time entry % (%) is on an approved invoice: its billed hours cannot be adjusted; void the "
+    "invoice first",
+    "frozen.id",
+    "frozen.external_id",
+)
+REFUSE_BILLED_MANUAL_LINE = _refuse(
+    "manual line % is billed on invoice %, which is approved: it cannot change; void the "
+    "invoice first",
+    "frozen.id",
+    "frozen.number",
+)
+
+
+def _adjustment_marks() -> list[pgtrigger.Trigger]:
+    def func(rows: str) -> str:
+        return f"""
+            SELECT entry.id, entry.external_id INTO frozen
+              FROM ({rows}) changed JOIN timesheets_timeentry entry ON entry.id = changed.entry_id
+             WHERE entry.locked LIMIT 1;
+            IF FOUND THEN
+                {REFUSE_LOCKED_ADJUSTMENT}
+            END IF;
+            PERFORM invoices_mark_drafts_stale(
+                ARRAY(SELECT entry_id FROM ({rows}) changed), 'an entry''s billed hours changed');
+            RETURN NULL;
+        """
+
+    changed = (
+        "FROM new_rows n JOIN old_rows o ON o.entry_id = n.entry_id "
+        f"WHERE {_distinct(ADJUSTMENT_COLUMNS)}"
+    )
+    return [
+        pgtrigger.Trigger(
+            name="adjustment_insert_marks",
+            level=pgtrigger.Statement,
+            when=pgtrigger.After,
+            operation=pgtrigger.Insert,
+            referencing=pgtrigger.Referencing(new="new_rows"),
+            declare=[("frozen", "RECORD")],
+            func=func("SELECT entry_id FROM new_rows"),
+        ),
+        pgtrigger.Trigger(
+            name="adjustment_update_marks",
+            level=pgtrigger.Statement,
+            when=pgtrigger.After,
+            operation=pgtrigger.Update,
+            referencing=pgtrigger.Referencing(old="old_rows", new="new_rows"),
+            declare=[("frozen", "RECORD")],
+            func=func(f"SELECT n.entry_id {changed} UNION SELECT o.entry_id {changed}"),
+        ),
+        pgtrigger.Trigger(
+            name="adjustment_delete_marks",
+            level=pgtrigger.Statement,
+            when=pgtrigger.After,
+            operation=pgtrigger.Delete,
+            referencing=pgtrigger.Referencing(old="old_rows"),
+            declare=[("frozen", "RECORD")],
+            func=func("SELECT entry_id FROM old_rows"),
+        ),
+    ]
+
+
+def _manual_line_marks() -> list[pgtrigger.Trigger]:
+    def refuse_billed(join: str = "", condition: str = "TRUE") -> str:
+        return f"""
+            SELECT o.id, invoice.number INTO frozen
+              FROM old_rows o JOIN invoices_invoice invoice ON invoice.id = o.invoice_id {join}
+             WHERE invoice.status = 'approved' AND ({condition}) LIMIT 1;
+            IF FOUND THEN
+                {REFUSE_BILLED_MANUAL_LINE}
+            END IF;
+        """
+
+    def mark(rows: str) -> str:
+        # The drafts a manual line goes on: its client's, of a period holding the line's.
+        return f"""
+            WITH changed AS ({rows}), flagged AS (
+                UPDATE invoices_invoice invoice
+                   SET flags = array_append(invoice.flags, 'stale')
+                 WHERE invoice.status = 'draft'
+                   AND NOT ('stale' = ANY(invoice.flags))
+                   AND EXISTS (
+                       SELECT 1 FROM changed
+                        WHERE changed.client_id = invoice.client_id
+                          AND changed.period_start >= invoice.period_start
+                          AND changed.period_end <= invoice.period_end)
+                RETURNING invoice.id
+            )
+            INSERT INTO invoices_invoiceevent (invoice_id, action, actor_id, at, detail)
+            SELECT id, 'flagged stale', NULL, now(),
+                   jsonb_build_object('reason', 'a manual line changed')
+              FROM flagged;
+            RETURN NULL;
+        """
+
+    scope = "client_id, period_start, period_end"
+    changed = (
+        f"FROM new_rows n JOIN old_rows o ON o.id = n.id WHERE {_distinct(MANUAL_LINE_COLUMNS)}"
+    )
+    return [
+        pgtrigger.Trigger(
+            name="manual_line_insert_marks",
+            level=pgtrigger.Statement,
+            when=pgtrigger.After,
+            operation=pgtrigger.Insert,
+            referencing=pgtrigger.Referencing(new="new_rows"),
+            func=mark(f"SELECT {scope} FROM new_rows"),
+        ),
+        pgtrigger.Trigger(
+            name="manual_line_update_marks",
+            level=pgtrigger.Statement,
+            when=pgtrigger.After,
+            operation=pgtrigger.Update,
+            referencing=pgtrigger.Referencing(old="old_rows", new="new_rows"),
+            declare=[("frozen", "RECORD")],
+            func=refuse_billed(
+                "JOIN new_rows n ON n.id = o.id",
+                f"{_distinct(MANUAL_LINE_COLUMNS)} OR n.invoice_id IS DISTINCT FROM o.invoice_id",
+            )
+            + mark(
+                f"SELECT n.client_id, n.period_start, n.period_end {changed} "
+                f"UNION SELECT o.client_id, o.period_start, o.period_end {changed}"
+            ),
+        ),
+        pgtrigger.Trigger(
+            name="manual_line_delete_marks",
+            level=pgtrigger.Statement,
+            when=pgtrigger.After,
+            operation=pgtrigger.Delete,
+            referencing=pgtrigger.Referencing(old="old_rows"),
+            declare=[("frozen", "RECORD")],
+            func=refuse_billed() + mark(f"SELECT {scope} FROM old_rows"),
+        ),
+    ]
+
+
+pgtrigger.register(*_adjustment_marks())(EntryAdjustment)
+pgtrigger.register(*_manual_line_marks())(ManualLine)

@@ -541,6 +541,74 @@ def test_push_creates_exactly_one_quickbooks_invoice_with_our_lines(
     assert InvoiceEvent.objects.filter(invoice=invoice, action="qbo_pushed").count() == 1
 
 
+def test_manual_lines_go_to_quickbooks_like_time_lines(mapped, fake, pusher):
+    """Billing semantics 10.4: a fixed fee, an expense and a credit are lines of the QuickBooks
+    invoice, on their category's item or the default item, before the cap and discount."""
+    from invoices.adjustments import add_manual_line
+
+    period = Period(mapped["invoice"].period_start, mapped["invoice"].period_end)
+    common = {"client": mapped["client"], "period": period, "user": pusher}
+    add_manual_line(
+        **common,
+        kind="fixed_fee",
+        description="Setup fee",
+        quantity=D("1"),
+        unit_price=D("250.00"),
+        reason="engagement letter",
+    )
+    add_manual_line(
+        **common,
+        kind="expense",
+        description="Copies",
+        quantity=D("2"),
+        unit_price=D("30.00"),
+        category=mapped["research"],
+        reason="certified copies",
+    )
+    draft = add_manual_line(
+        **common,
+        kind="credit",
+        description="Goodwill credit",
+        quantity=D("1"),
+        unit_price=D("-20.00"),
+        reason="late delivery",
+    )
+    # 400 + 250 + 60 - 20 = 690; the cap takes 50 off ACME's time; 10% of 640 = 64
+    assert (draft.subtotal, draft.adjustments, draft.discount, draft.total) == (
+        D("690.00"),
+        D("-50.00"),
+        D("-64.00"),
+        D("576.00"),
+    )
+    invoice = approve_invoice(invoice=draft, user=pusher)
+    row = push_now(queue(invoice, pusher))
+    body = json.loads(fake.invoice_creates()[-1].body, parse_float=D)
+    lines = [
+        (
+            ln["Description"],
+            ln["SalesItemLineDetail"]["ItemRef"]["value"],
+            ln["SalesItemLineDetail"]["Qty"],
+            ln["SalesItemLineDetail"]["UnitPrice"],
+            ln["Amount"],
+        )
+        for ln in body["Line"]
+    ][2:]
+    assert lines == [
+        ("Setup fee", mapped["adjust_item"], D("1.0000"), D("250.00"), D("250.00")),
+        ("[L310] Copies", mapped["research_item"], D("2.0000"), D("30.00"), D("60.00")),
+        ("Goodwill credit", mapped["adjust_item"], D("1.0000"), D("-20.00"), D("-20.00")),
+        (
+            "Not-to-exceed adjustment (ACME)",
+            mapped["adjust_item"],
+            D("1"),
+            D("-50.00"),
+            D("-50.00"),
+        ),
+        ("Discount (10%)", mapped["adjust_item"], D("1"), D("-64.00"), D("-64.00")),
+    ]
+    assert (row.status, row.qbo_total) == ("pushed", D("576.00"))
+
+
 def test_lost_response_is_looked_up_by_number_and_one_invoice_exists(approved, fake, pusher):
     fake.switches.drop_invoice_responses = 1  # committed, then the connection is closed
     row = push_now(queue(approved["invoice"], pusher))

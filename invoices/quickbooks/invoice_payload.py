@@ -17,7 +17,10 @@ def _line_description(line) -> str:
 
 
 def invoice_input(*, invoice: Invoice, push: InvoicePush) -> qbo.InvoiceInput:
-    """Our invoice as QuickBooks should hold it: one line per line, adjustments included."""
+    """Our invoice as QuickBooks should hold it: one line per line, adjustments included. A
+    line with a category (time, or a manual fixed fee, expense or credit) goes on that
+    category's item; one without (a manual line without a category, a cap, a discount) on the
+    default item."""
     missing = missing_mappings(invoice=invoice)
     if missing:
         raise PushRefused(missing.message(invoice.label))
