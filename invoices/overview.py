@@ -20,6 +20,7 @@ from django.db.models.functions import TruncMonth
 from invoices.classification import confidence_threshold
 from invoices.drafting import Period
 from invoices.models import Classification, Flag, Invoice, InvoicePush, InvoiceStatus
+from invoices.realization import realization_by_client
 from invoices.unbilled import UnbilledClient, unbilled_by_client, unbilled_entries
 from timesheets.models import TimeEntry
 
@@ -63,6 +64,8 @@ class ClientRow:
     by_tier: dict[str, int] = field(default_factory=dict)
     pending: int = 0
     invoices: list[InvoiceRow] = field(default_factory=list)
+    # Billed / standard value of the period's billed time, in percent (section 10.4).
+    realization: Decimal | None = None
 
     @property
     def totals(self) -> dict[str, Decimal]:
@@ -181,6 +184,9 @@ def month_overview(*, period: Period) -> MonthOverview:
         .order_by("-month")[:24]
     )
     clients = sorted(rows.values(), key=lambda c: c.name.casefold())
+    for client_id, percent in realization_by_client(period=period).items():
+        if client_id in rows:
+            rows[client_id].realization = percent
     return MonthOverview(
         period=period,
         clients=clients,

@@ -22,6 +22,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 
 from invoices import printing
+from invoices.admin.adjustments import InvoiceAdjustmentViews
 from invoices.classification import confidence_threshold
 from invoices.drafting import DraftingError
 from invoices.models import (
@@ -67,7 +68,7 @@ class ResolveForm(forms.Form):
         return data
 
 
-class InvoiceReviewViews:
+class InvoiceReviewViews(InvoiceAdjustmentViews):
     """The review page (`change_view`), resolving one entry (`resolve_view`), releasing a held
     one (`release_view`) and the printable invoice (`print_view`); a mixin of `InvoiceAdmin`."""
 
