@@ -81,19 +81,21 @@ def no_charge_wording(description: str, quantity: Decimal) -> str:
 
 
 def _rate_basis(derivation: dict) -> str:
-    """What a line's rate is for, in a client's words: "Partner", "Ben Okafor", with the rate
-    row's dates when it has any ("Ben Okafor, from 15 Oct 2026")."""
+    """Whose rate priced a line, in a client's words: "Partner rate", "Ben Okafor's rate",
+    with the rate row's dates when it has any ("Ben Okafor's rate from 15 Oct 2026")."""
     rate = derivation.get("rate") or {}
     words = []
     for part in (rate.get("for") or "").split(" + "):
         kind, _, name = part.partition(" ")
-        if kind in ("person", "role") and name:
-            words.append(name)
+        if kind == "person" and name:
+            words.append(f"{name}'s rate")
+        elif kind == "role" and name:
+            words.append(f"{name} rate")
     basis = ", ".join(words) or "standard rate"
     if rate.get("from"):
-        basis += f", from {_day(dt.date.fromisoformat(rate['from']))}"
+        basis += f" from {_day(dt.date.fromisoformat(rate['from']))}"
     if rate.get("to"):
-        basis += f", until {_day(dt.date.fromisoformat(rate['to']))}"
+        basis += f" until {_day(dt.date.fromisoformat(rate['to']))}"
     return basis
 
 

@@ -131,8 +131,8 @@ def test_hours_to_two_places_where_exact_and_lines_that_read_alike_say_why(clien
     assert "1.50 h" in html and "1.5000" not in html
     assert "1.3333 h" in html and "219.99" in html
     # The two "Development" lines (300.00 and 165.00) say whose rate each is.
-    assert 'Development <span class="qualifier">(Partner)</span>' in html
-    assert 'Development <span class="qualifier">(Consultant)</span>' in html
+    assert 'Development <span class="qualifier">(Partner rate)</span>' in html
+    assert 'Development <span class="qualifier">(Consultant rate)</span>' in html
 
 
 def test_no_charge_lines_are_worded_for_the_client(client, root, october):
@@ -173,7 +173,7 @@ def test_per_entry_lines_show_date_timekeeper_and_tidied_wording(client, root, o
     assert "<th>Date</th>" in html and "<th>Timekeeper</th>" in html
     assert "Client meeting: Sync with client regarding Q3 meeting" in html
     assert "sync w/ client" not in html
-    assert "<td>Cleo Marsh</td>" in html and "6 Oct 2026" in html
+    assert ">Cleo Marsh</td>" in html and "6 Oct 2026" in html
 
 
 def test_invoice_page_offers_the_pdf_beside_the_printable_invoice(client, root, october):
@@ -204,7 +204,7 @@ def test_pdf_of_a_draft_says_draft_with_the_same_content(client, root, october):
         "1.50 h",
         "1.3333 h",
         "No charge: 2.0 h internal meeting",
-        "(Partner)",
+        "(Partner rate)",
         "669.99",
     ):
         assert shown in text, shown
