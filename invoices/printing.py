@@ -22,13 +22,16 @@ from invoices.models import ClientPolicy, Firm, Invoice, InvoiceEntry, InvoiceLi
 
 logger = logging.getLogger(__name__)
 
-# Lines listed with the work (quantity x rate); the others (caps, discount, credits) come
-# under the subtotal, as adjustments of it.
+# Lines listed above the subtotal: exactly the kinds the subtotal adds up (time and the
+# reviewer's manual lines, credits included; `invoices.core.pricing.SUBTOTAL_KINDS`) and the
+# zero-amount no-charge lines, so the rows add up to the subtotal printed under them. Caps and
+# the discount come under it, as adjustments of it.
 _BODY_KINDS = (
     InvoiceLine.Kind.TIME,
     InvoiceLine.Kind.NO_CHARGE,
     InvoiceLine.Kind.FIXED_FEE,
     InvoiceLine.Kind.EXPENSE,
+    InvoiceLine.Kind.CREDIT,
 )
 _NO_CHARGE_SUFFIX = " (No charge)"
 # Drafting's name for entries without a category; a client never reads it.

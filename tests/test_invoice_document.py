@@ -18,11 +18,12 @@ import yaml
 from django.contrib.auth.models import User
 from django.urls import reverse
 
+from invoices.adjustments import add_manual_line
 from invoices.approval import approve_invoice
 from invoices.core.wording import ABBREVIATIONS, client_wording, tidy_note
 from invoices.drafting import Period, draft_invoices
 from invoices.models import ClientPolicy, Firm, Invoice
-from invoices.printing import hours_in_words, hours_shown
+from invoices.printing import hours_in_words, hours_shown, invoice_document
 from invoices.review import correct_entry
 from invoices.rulesfile import export_rules, import_rules
 from tests import billing_fixtures as make
@@ -174,6 +175,31 @@ def test_per_entry_lines_show_date_timekeeper_and_tidied_wording(client, root, o
     assert "Client meeting: Sync with client regarding Q3 meeting" in html
     assert "sync w/ client" not in html
     assert ">Cleo Marsh</td>" in html and "6 Oct 2026" in html
+
+
+def test_manual_lines_are_listed_above_the_subtotal_they_are_part_of(client, root, october):
+    for kind, description, price in (
+        ("fixed_fee", "Filing fee", D("250.00")),
+        ("credit", "Goodwill credit", D("-100.00")),
+    ):
+        add_manual_line(
+            client=october["client"],
+            period=OCTOBER,
+            user=root,
+            kind=kind,
+            description=description,
+            quantity=D("1"),
+            unit_price=price,
+            reason="agreed with the client",
+        )
+    invoice = Invoice.objects.get(status="draft")
+    document = invoice_document(invoice=invoice)
+
+    body = {line.description: line.amount for line in document.lines}
+    assert (body["Filing fee"], body["Goodwill credit"]) == ("250.00", "-100.00")
+    assert document.adjustments == []
+    assert sum(D(line.amount.replace(",", "")) for line in document.lines) == invoice.subtotal
+    assert invoice.subtotal == D("819.99")  # 450.00 + 219.99 + 250.00 - 100.00
 
 
 def test_invoice_page_offers_the_pdf_beside_the_printable_invoice(client, root, october):
