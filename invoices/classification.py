@@ -229,24 +229,29 @@ def classify_entries(
                 model_reason=reason,
                 threshold=threshold,
             )
-            rows.append(
-                Classification(
-                    entry_id=entry.id,
-                    category_id=id_by_key.get(decision.category) if decision.category else None,
-                    description=decision.description,
-                    tier=decision.tier,
-                    rule_id=decision.rule_id,
-                    confidence=decision.confidence,
-                    billable=decision.billable,
-                    billing_code=decision.billing_code,
-                    needs_review=decision.needs_review,
-                    review_reason=decision.reason[:300],
-                    memory_note=decision.memory_note,
-                )
+            row = Classification(
+                entry_id=entry.id,
+                category_id=id_by_key.get(decision.category) if decision.category else None,
+                description=decision.description,
+                tier=decision.tier,
+                rule_id=decision.rule_id,
+                confidence=decision.confidence,
+                billable=decision.billable,
+                billing_code=decision.billing_code,
+                needs_review=decision.needs_review,
+                review_reason=decision.reason[:300],
+                memory_note=decision.memory_note,
             )
+            # Only what changed is written: a decision's reclassification of a client's
+            # pending entries, or a re-run over a month, rewrites (and re-triggers) nothing
+            # that stays as it was.
+            if existing is None or _changed(existing, row):
+                rows.append(row)
             summary.entries += 1
             summary.by_tier[decision.tier] += 1
             summary.needs_review += decision.needs_review
+        if not rows:
+            continue
         with transaction.atomic():
             Classification.objects.bulk_create(
                 rows,
@@ -255,6 +260,13 @@ def classify_entries(
                 update_fields=DECISION_FIELDS + ["classified_at"],
             )
     return summary
+
+
+_DECISION_ATTNAMES = [Classification._meta.get_field(name).attname for name in DECISION_FIELDS]
+
+
+def _changed(existing: Classification, row: Classification) -> bool:
+    return any(getattr(existing, a) != getattr(row, a) for a in _DECISION_ATTNAMES)
 
 
 def _chunks(qs: QuerySet[TimeEntry]) -> Iterator[list[TimeEntry]]:
@@ -266,6 +278,8 @@ def _chunks(qs: QuerySet[TimeEntry]) -> Iterator[list[TimeEntry]]:
         if not chunk:
             return
         yield chunk
+        if len(chunk) < CHUNK:
+            return  # the last chunk: no query to find that nothing follows
         last_id = chunk[-1].id
 
 

@@ -17,6 +17,7 @@ decided notes as examples for the language model.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -47,17 +48,16 @@ _MONTHS = (
     "|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
 )
 _WEEKDAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
-_DATE_PATTERNS = [
-    re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}\b"),  # 2026-10-05
-    re.compile(r"\b\d{1,2}[./-]\d{1,2}(?:[./-]\d{2,4})?\b"),  # 05.10.2026, 10/05, 5-10-26
-    # "Oct 5", "October 5th, 2026", "5 Oct", and a month or weekday alone. "May" counts only
-    # capitalized: lower-case "may" is a verb.
-    re.compile(
-        rf"\b(?:\d{{1,2}}(?:st|nd|rd|th)?\s+)?(?:(?i:{_MONTHS})|May)\b\.?"
-        rf"(?:\s+\d{{1,2}}(?:st|nd|rd|th)?)?(?:,?\s+\d{{4}})?"
-    ),
-    re.compile(rf"\b(?i:{_WEEKDAYS})\b"),
-]
+# One pattern, tried once per note: ISO dates (2026-10-05); 05.10.2026, 10/05, 5-10-26; "Oct 5",
+# "October 5th, 2026", "5 Oct", a month or a weekday alone. "May" counts only capitalized
+# (lower-case "may" is a verb).
+_DATES = re.compile(
+    r"\b\d{4}-\d{1,2}-\d{1,2}\b"
+    r"|\b\d{1,2}[./-]\d{1,2}(?:[./-]\d{2,4})?\b"
+    rf"|\b(?:\d{{1,2}}(?:st|nd|rd|th)?\s+)?(?:(?i:{_MONTHS})|May)\b\.?"
+    rf"(?:\s+\d{{1,2}}(?:st|nd|rd|th)?)?(?:,?\s+\d{{4}})?"
+    rf"|\b(?i:{_WEEKDAYS})\b"
+)
 _WORD = re.compile(r"\S+")
 _WITH = {"with", "w"}
 _EDGE_PUNCTUATION = re.compile(r"^\W+|\W+$")
@@ -78,6 +78,7 @@ def person_name_tokens(names: Iterable[str]) -> frozenset[str]:
     return frozenset(tokens)
 
 
+@functools.lru_cache(maxsize=50_000)
 def mask_notes(notes: str, names: frozenset[str] = frozenset()) -> str:
     """The note as similarity compares it: dates, numbers and people's names replaced by
     placeholders (a capitalized word right after "w/" or "with" counts as a name too), "w/"
@@ -86,9 +87,9 @@ def mask_notes(notes: str, names: frozenset[str] = frozenset()) -> str:
     >>> mask_notes("Touch base w/ Sam re: Q3, 2026-10-05", frozenset({"sam"}))
     'touch base with ~ re # @'
     """
-    text = unicodedata.normalize("NFKC", notes)
-    for pattern in _DATE_PATTERNS:
-        text = pattern.sub(f" {DATE} ", text)
+    # Cached: a month repeats its notes, and every classification run masks the client's
+    # decided notes again.
+    text = _DATES.sub(f" {DATE} ", unicodedata.normalize("NFKC", notes))
     out: list[str] = []
     after_with = False
     for raw in _WORD.findall(text):
@@ -180,12 +181,15 @@ class SimilarMemory:
     names: frozenset[str] = frozenset()
     threshold: Decimal = DEFAULT_SIMILAR_THRESHOLD
     margin: Decimal = SIMILAR_MARGIN
-    _masked: list[str] = field(init=False, repr=False)
     _scores: dict[str, list[tuple[Decimal, int]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._masked = [mask_notes(d.notes, self.names) for d in self.decided]
         self._scores = {}
+
+    @functools.cached_property
+    def _masked(self) -> list[str]:
+        # On first use: most runs decide every entry before memory, and never need it.
+        return [mask_notes(d.notes, self.names) for d in self.decided]
 
     def _ranked(self, notes: str) -> list[tuple[Decimal, int]]:
         """(score, index) of the decided notes, best first (ties: earlier decided first)."""
