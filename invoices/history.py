@@ -219,6 +219,36 @@ INVOICE_PUSH_FIELDS = [
     "pushed_at",
 ]
 
+
+def _unindexed_copy(model, to: str, *, null: bool = False):
+    """An event table's copy of a foreign key, without the index pghistory gives each one.
+    Every rebuild writes a draft's lines and links twice (deleted, inserted): at 100,000
+    links, three fewer indexes halved the time of the delete's history (8.0 s -> 3.3 s).
+    What the trail looks rows up by keeps its index: the row (`pgh_obj`) and the invoice."""
+    return models.ForeignKey(
+        to,
+        null=null,
+        blank=null,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+        related_query_name="+",
+    )
+
+
+UNINDEXED_COPIES = {
+    InvoiceLine: {
+        "category": _unindexed_copy(InvoiceLine, "invoices.category", null=True),
+        "project": _unindexed_copy(InvoiceLine, "timesheets.project", null=True),
+        "person": _unindexed_copy(InvoiceLine, "timesheets.person", null=True),
+    },
+    InvoiceEntry: {
+        "line": _unindexed_copy(InvoiceEntry, "invoices.invoiceline", null=True),
+        "entry": _unindexed_copy(InvoiceEntry, "timesheets.timeentry"),
+    },
+}
+
 for _model, _fields, _name, _verbose in (
     (InvoiceLine, INVOICE_LINE_FIELDS, "InvoiceLineHistory", "invoice line"),
     (InvoiceEntry, INVOICE_ENTRY_FIELDS, "InvoiceEntryHistory", "invoice entry link"),
@@ -227,6 +257,8 @@ for _model, _fields, _name, _verbose in (
         *_row_events(),
         fields=_fields,
         obj_field=_obj(),
+        context_field=pghistory.ContextForeignKey(db_index=False),
+        attrs=dict(UNINDEXED_COPIES[_model]),
         meta={
             "verbose_name": f"{_verbose} version",
             "verbose_name_plural": f"{_verbose} history",
