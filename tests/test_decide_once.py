@@ -11,6 +11,16 @@ from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 from invoices.classification import classify_entries, entries_to_classify
+from invoices.core.memory import (
+    AMBIGUOUS,
+    DecidedNote,
+    SimilarMemory,
+    build_client_memory,
+    mask_notes,
+    near_matches,
+    person_name_tokens,
+    similarity,
+)
 from invoices.drafting import Period, draft_invoices
 from invoices.models import Classification, ClassificationRule, Invoice, InvoiceEntry
 from invoices.review import correct_entry
@@ -84,6 +94,127 @@ def classification(entry) -> Classification:
 
 def html_of(response) -> str:
     return response.content.decode()
+
+
+# --- invoices.core.memory: pure, no database ---------------------------------------------------
+
+NAMES = person_name_tokens(["Sam Lee", "Ana Pereira", "J. Doe"])
+
+
+@pytest.mark.parametrize(
+    "notes, masked",
+    [
+        ("touch base w/ Sam", "touch base with ~"),
+        ("touch base w/ procurement", "touch base with procurement"),  # lower case: a word
+        ("Call with Jordan Blake re budget", "call with ~ re budget"),  # one name, two words
+        ("sam: review PR 123", "~ review pr #"),
+        ("Review 2026-10-05 and 10/06, Oct 7", "review @ and @"),  # runs collapse
+        ("Tuesday standup", "@ standup"),
+        ("may need a second pass", "may need a second pass"),  # "may" is a verb here
+        ("w/Sam sync!!", "with ~ sync"),
+        ("", ""),
+    ],
+)
+def test_masking_replaces_names_numbers_and_dates(notes, masked):
+    assert mask_notes(notes, NAMES) == masked
+
+
+def test_person_name_tokens_leave_out_initials():
+    assert NAMES == {"sam", "lee", "ana", "pereira", "doe"}
+
+
+@pytest.mark.parametrize(
+    "a, b, score",
+    [
+        ("touch base with ~", "touch base with procurement", D("0.937")),
+        ("client sync", "sync client", D("1.000")),  # word order does not count
+        # A subset is not a perfect match (token-set ratio would say 1.0): token-sort ratio.
+        ("meeting", "internal meeting", D("0.608")),
+        ("", "anything", D("0")),
+    ],
+)
+def test_similarity_is_the_masked_token_set_ratio_rounded_down(a, b, score):
+    assert similarity(a, b) == score
+
+
+def decided(*rows):
+    return [DecidedNote(notes.lower(), notes, category) for notes, category in rows]
+
+
+def test_similar_memory_decides_when_the_closest_notes_agree():
+    memory = SimilarMemory(
+        decided(("touch base w/ procurement", "meeting"), ("sprint planning", "pm")),
+        names=NAMES,
+    )
+    outcome = memory.match("touch base w/ Sam")
+    assert (outcome.category, outcome.notes, outcome.score) == (
+        "meeting",
+        "touch base w/ procurement",
+        D("0.937"),
+    )
+    assert outcome.label == "similar to 'touch base w/ procurement' (0.937)"
+    assert memory.match("quarterly tax filing").category is None
+
+
+def test_similar_memory_never_rounds_a_score_up_over_the_threshold():
+    """0.9375 is 0.937 at 3 places: a 0.9375 threshold is not reached."""
+    memory = SimilarMemory(
+        decided(("touch base w/ procurement", "meeting")), names=NAMES, threshold=D("0.9375")
+    )
+    assert memory.match("touch base w/ Sam").category is None
+    assert (
+        SimilarMemory(
+            decided(("touch base w/ procurement", "meeting")), names=NAMES, threshold=D("0.937")
+        )
+        .match("touch base w/ Sam")
+        .category
+        == "meeting"
+    )
+
+
+def test_similar_memory_holds_a_note_whose_closest_notes_disagree_within_the_margin():
+    memory = SimilarMemory(
+        decided(("call w/ Sam re budget", "meeting"), ("call w/ Ana re budget", "internal")),
+        names=NAMES,
+    )
+    outcome = memory.match("call w/ Ben re budget")
+    assert outcome.category is None
+    assert outcome.reason.startswith("similar notes disagree: 'call w/ Sam re budget' (1.000)")
+    ambiguous = SimilarMemory(decided(("call w/ Sam re budget", AMBIGUOUS)), names=NAMES)
+    assert "disagreeing history" in ambiguous.match("call w/ Ben re budget").reason
+
+
+def test_near_matches_give_the_three_closest_decided_notes_for_the_models_prompt():
+    memory = SimilarMemory(
+        decided(
+            ("weekly status call", "meeting"),
+            ("weekly status report", "pm"),
+            ("status report", "pm"),
+            ("bugfix pagination", "development"),
+            ("old note", AMBIGUOUS),
+        ),
+        names=NAMES,
+    )
+    near = near_matches("weekly status meeting", memory)
+    assert [(m.notes, m.category) for m in near] == [
+        ("weekly status call", "meeting"),
+        ("weekly status report", "pm"),
+        ("status report", "pm"),
+    ]
+    assert near[0].score == D("0.838") and memory.match("weekly status meeting").category is None
+
+
+def test_the_most_recent_decision_wins_over_approved_history_and_earlier_decisions():
+    memory = build_client_memory(
+        approved=[("misc", "misc", "development"), ("misc", "Misc.", "travel")],
+        decisions=[("misc", "misc", "pm"), ("misc", "misc", "meeting")],
+    )
+    assert memory["misc"] == "meeting"
+    history_only = build_client_memory(
+        approved=[("misc", "misc", "development"), ("misc", "Misc.", "travel")], decisions=[]
+    )
+    assert history_only["misc"] == AMBIGUOUS
+    assert build_client_memory(approved=[], decisions=[], similar_threshold=None).similar is None
 
 
 # --- A reviewer's decision is memory at once -------------------------------------------------
