@@ -44,6 +44,18 @@ class CorrectionRefused(Exception):
     pass
 
 
+def _lock_for_review(entry: TimeEntry) -> TimeEntry:
+    """The entry under its row lock, if a reviewer may still decide it."""
+    current = TimeEntry.all_objects.select_for_update().get(pk=entry.pk)
+    if current.locked:
+        raise CorrectionRefused("the entry is on an approved invoice; void the invoice first")
+    if current.deleted_at is not None:
+        raise CorrectionRefused(
+            "the entry was deleted at the source; rebuild the draft, which drops it"
+        )
+    return current
+
+
 def correct_entry(
     *,
     entry: TimeEntry,
@@ -58,8 +70,7 @@ def correct_entry(
     with transaction.atomic():
         # Under the entry's row lock: approval sets `locked` on the same rows, so a correction
         # and an approval take turns and a frozen entry is never corrected.
-        if TimeEntry.objects.select_for_update().get(pk=entry.pk).locked:
-            raise CorrectionRefused("the entry is on an approved invoice; void the invoice first")
+        _lock_for_review(entry)
         classification, _ = Classification.objects.select_for_update().get_or_create(entry=entry)
         before = {
             "category": classification.manual_category_id,
@@ -122,8 +133,7 @@ def release_hold(*, entry: TimeEntry, user) -> Invoice | None:
     semantics 10.2): it bills on its draft (rebuilt), or on the next one as late time. The
     release and its draft's stale mark commit together."""
     with transaction.atomic():
-        if TimeEntry.objects.select_for_update().get(pk=entry.pk).locked:
-            raise CorrectionRefused("the entry is on an approved invoice; void the invoice first")
+        _lock_for_review(entry)
         classification, _ = Classification.objects.select_for_update().get_or_create(entry=entry)
         classification.hold_released_by, classification.hold_released_at = user, timezone.now()
         classification.save(update_fields=["hold_released_by", "hold_released_at"])
@@ -190,75 +200,114 @@ def decide_note(
         raise CorrectionRefused("no note given: say which note the decision is for")
     if category is None and billable is None:
         raise CorrectionRefused("choose a category, or mark the entries not billable")
-    wording = (description or "").strip()
     with transaction.atomic():
         group = pending_entries(client_ids=[client.pk], period=period).filter(
             normalized_notes__in=notes
         )
-        # Locked like `correct_entry` locks its entry: an approval (which locks entries) and
-        # this decision take turns, and an entry frozen meanwhile is left out.
-        ids = list(
-            TimeEntry.objects.select_for_update()
-            .filter(id__in=group.values("id"), locked=False)
-            .order_by("id")
-            .values_list("id", flat=True)
-        )
+        ids = _lock_unfrozen(group)
         if not ids:
             raise CorrectionRefused(
                 f"no pending entry of {client.name} has that note any more; nothing was decided"
             )
-        Classification.objects.bulk_create(
-            [Classification(entry_id=pk) for pk in ids], ignore_conflicts=True
-        )
-        now = timezone.now()
-        Classification.objects.filter(entry_id__in=ids).update(
-            manual_category=category,
-            manual_billable=billable,
-            manual_description=wording,
-            manual_by=user,
-            manual_at=now,
-        )
-        summary = reclassify_after_decision(
-            client_id=client.pk, normalized_notes=notes, entry_ids=ids
-        )
-        keys = {
-            pk: f"{source}:{external_id}"
-            for pk, source, external_id in TimeEntry.objects.filter(id__in=ids).values_list(
-                "id", "source", "external_id"
-            )
-        }
-        detail = {
-            "notes": notes,
-            "after": {
-                "category": category.pk if category else None,
-                "billable": billable,
-                "description": wording,
-            },
-        }
-        on_drafts: dict[int, list[str]] = defaultdict(list)
-        for invoice_id, entry_id in InvoiceEntry.objects.filter(
-            entry_id__in=ids, is_live=True, invoice__status=InvoiceStatus.DRAFT
-        ).values_list("invoice_id", "entry_id"):
-            on_drafts[invoice_id].append(keys[entry_id])
-        InvoiceEvent.objects.bulk_create(
-            [
-                InvoiceEvent(
-                    invoice_id=invoice_id,
-                    action="decided",
-                    actor=user,
-                    detail={**detail, "entries": sorted(entry_keys)},
-                )
-                for invoice_id, entry_keys in sorted(on_drafts.items())
-            ]
+        reclassified = _record_decision(
+            ids, user=user, category=category, billable=billable, description=description
         )
         stale = list(
             Invoice.objects.filter(
                 client=client, status=InvoiceStatus.DRAFT, flags__contains=[Flag.STALE]
             ).order_by("period_start", "id")
         )
-    return NoteDecision(
-        client=client, entry_ids=ids, reclassified=summary.entries, stale_drafts=stale
+    return NoteDecision(client=client, entry_ids=ids, reclassified=reclassified, stale_drafts=stale)
+
+
+def decide_entries(
+    *,
+    entry_ids: Iterable[int],
+    user,
+    category: Category | None,
+    billable: bool | None = None,
+    description: str = "",
+) -> list[int]:
+    """One reviewer decision for chosen entries (the Classifications list's bulk action):
+    recorded on each as `decide_note` does, with their clients' twins following by memory;
+    entries frozen on an approved invoice are left out. Returns the ids decided."""
+    if category is None and billable is None:
+        raise CorrectionRefused("choose a category, or mark the entries not billable")
+    with transaction.atomic():
+        ids = _lock_unfrozen(TimeEntry.objects.filter(id__in=list(entry_ids)))
+        if not ids:
+            raise CorrectionRefused(
+                "every chosen entry is on an approved invoice; void the invoice first"
+            )
+        _record_decision(
+            ids, user=user, category=category, billable=billable, description=description
+        )
+    return ids
+
+
+def _lock_unfrozen(entries) -> list[int]:
+    # Locked like `correct_entry` locks its entry: an approval (which locks entries) and a
+    # decision take turns, and an entry frozen meanwhile is left out.
+    return list(
+        TimeEntry.objects.select_for_update()
+        .filter(id__in=entries.values("id"), locked=False)
+        .order_by("id")
+        .values_list("id", flat=True)
     )
+
+
+def _record_decision(
+    ids: list[int], *, user, category: Category | None, billable: bool | None, description: str
+) -> int:
+    """The decision on each entry of `ids` (locked by the caller), the memory it makes
+    followed by each client's entries, and a "decided" event on each draft that holds them.
+    Returns how many entries were reclassified."""
+    wording = (description or "").strip()
+    Classification.objects.bulk_create(
+        [Classification(entry_id=pk) for pk in ids], ignore_conflicts=True
+    )
+    Classification.objects.filter(entry_id__in=ids).update(
+        manual_category=category,
+        manual_billable=billable,
+        manual_description=wording,
+        manual_by=user,
+        manual_at=timezone.now(),
+    )
+    rows = TimeEntry.objects.filter(id__in=ids).values_list(
+        "id", "source", "external_id", "client_id", "normalized_notes"
+    )
+    keys: dict[int, str] = {}
+    notes_by_client: dict[int, set[str]] = defaultdict(set)
+    for pk, source, external_id, client_id, normalized in rows:
+        keys[pk] = f"{source}:{external_id}"
+        notes_by_client[client_id].add(normalized)
+    reclassified = 0
+    for client_id, notes in sorted(notes_by_client.items()):
+        reclassified += reclassify_after_decision(
+            client_id=client_id, normalized_notes=sorted(notes), entry_ids=ids
+        ).entries
+    after = {
+        "category": category.pk if category else None,
+        "billable": billable,
+        "description": wording,
+    }
+    on_drafts: dict[int, list[str]] = defaultdict(list)
+    for invoice_id, entry_id in InvoiceEntry.objects.filter(
+        entry_id__in=ids, is_live=True, invoice__status=InvoiceStatus.DRAFT
+    ).values_list("invoice_id", "entry_id"):
+        on_drafts[invoice_id].append(keys[entry_id])
+    InvoiceEvent.objects.bulk_create(
+        [
+            InvoiceEvent(
+                invoice_id=invoice_id,
+                action="decided",
+                actor=user,
+                detail={"entries": sorted(entry_keys), "after": after},
+            )
+            for invoice_id, entry_keys in sorted(on_drafts.items())
+        ]
+    )
+    return reclassified
 
 
 def stale_drafts(*, period: Period | None = None):

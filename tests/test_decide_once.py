@@ -452,3 +452,36 @@ def test_make_this_a_rule_proposes_the_shared_task_or_an_escaped_pattern_and_sav
     assert f"Classification rule #{saved.pk} saved" in html_of(response)
     assert classification(month["sync_twin"]).rule_id == saved.pk
     assert "stale: rebuild" in html_of(response)
+
+
+def test_the_classifications_list_decides_selected_entries_in_bulk(client, month, reviewer):
+    client.force_login(reviewer)
+    url = reverse("admin:invoices_classification_changelist")
+    chosen = {
+        "action": "decide_selected",
+        "_selected_action": [month["misc"].pk, month["sync_globex"].pk],
+    }
+    page = html_of(client.post(url, chosen))
+    assert "Decide 2 entries" in page
+    assert classification(month["misc"]).manual_category is None  # the page asks first
+
+    response = client.post(
+        url, {**chosen, "apply": "1", "category": month["meeting"].pk, "billable": "unknown"}
+    )
+    assert response.status_code == 302
+    for key in ("misc", "sync_globex"):
+        assert (classification(month[key]).tier, classification(month[key]).category) == (
+            "manual",
+            month["meeting"],
+        )
+    assert classification(month["sync"]).needs_review  # Acme's note is not Globex's
+
+    client.post(url, {"action": "mark_not_billable", "_selected_action": [month["sync"].pk]})
+    decided = classification(month["sync"])
+    assert (decided.manual_billable, decided.billable, decided.needs_review) == (
+        False,
+        False,
+        False,
+    )
+    # A decision naming no category is no memory: the twin still waits for one.
+    assert classification(month["sync_twin"]).needs_review

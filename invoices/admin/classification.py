@@ -6,11 +6,39 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.utils.text import Truncator
 
 from invoices.admin.review_queue import ReviewQueueViews
 from invoices.drafting import DraftingError
-from invoices.models import Classification
-from invoices.review import CorrectionRefused, correct_entry
+from invoices.models import Category, Classification
+from invoices.review import CorrectionRefused, correct_entry, decide_entries
+
+# The list fits a 1400 px screen: long notes and reasons are cut (the entry's page has them).
+LIST_TEXT_CHARS = 60
+
+
+class BulkDecisionForm(forms.Form):
+    """One decision for the chosen entries (the "Decide selected entries" action)."""
+
+    category = forms.ModelChoiceField(Category.objects.order_by("name"), required=False)
+    billable = forms.NullBooleanField(
+        required=False,
+        widget=forms.Select(
+            choices=[("unknown", "by default"), ("true", "billable"), ("false", "not billable")]
+        ),
+    )
+    description = forms.CharField(
+        required=False, max_length=2000, label="Client-facing wording (optional)"
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("category") is None and data.get("billable") is None:
+            raise forms.ValidationError("choose a category, or mark the entries not billable")
+        return data
 
 
 class CorrectionForm(forms.ModelForm):
@@ -34,15 +62,16 @@ class ClassificationAdmin(ReviewQueueViews, admin.ModelAdmin):
         "entry_date",
         "entry_person",
         "client",
-        "entry_notes",
+        "short_notes",
         "category",
         "tier_label",
         "confidence",
         "billable",
         "billing_code",
         "needs_review",
-        "review_reason",
+        "short_reason",
     ]
+    actions = ["decide_selected", "mark_not_billable"]
     list_filter = ["needs_review", "tier", "billable", "entry__client", "category"]
     list_select_related = ["entry", "entry__person", "entry__client", "category"]
     search_fields = ["entry__notes", "description"]
@@ -132,6 +161,14 @@ class ClassificationAdmin(ReviewQueueViews, admin.ModelAdmin):
     def entry_notes(self, obj):
         return obj.entry.notes
 
+    @admin.display(description="original note")
+    def short_notes(self, obj):
+        return Truncator(obj.entry.notes).chars(LIST_TEXT_CHARS)
+
+    @admin.display(description="review reason")
+    def short_reason(self, obj):
+        return Truncator(obj.review_reason).chars(LIST_TEXT_CHARS)
+
     @admin.display(description="decided by")
     def tier_label(self, obj):
         if obj.tier == Classification.Tier.MEMORY and obj.memory_note:
@@ -150,3 +187,49 @@ class ClassificationAdmin(ReviewQueueViews, admin.ModelAdmin):
             )
         except (CorrectionRefused, DraftingError) as exc:
             self.message_user(request, str(exc), messages.ERROR)
+
+    def _decide(self, request, queryset, **decision) -> None:
+        if not request.user.has_perm("invoices.change_classification"):
+            raise PermissionDenied
+        chosen = list(queryset.values_list("entry_id", flat=True))
+        try:
+            decided = decide_entries(entry_ids=chosen, user=request.user, **decision)
+        except CorrectionRefused as exc:
+            self.message_user(request, f"Not decided: {exc}", messages.ERROR)
+            return
+        frozen = len(chosen) - len(decided)
+        self.message_user(
+            request,
+            f"{len(decided)} entr{'y' if len(decided) == 1 else 'ies'} decided"
+            + (f" ({frozen} on approved invoices left as billed)" if frozen else "")
+            + "; the drafts holding them are stale until rebuilt (Review queue: "
+            "Rebuild all stale drafts).",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Decide selected entries (category, billable, wording)…")
+    def decide_selected(self, request, queryset):
+        """One decision for the chosen entries, with the memory it makes: an intermediate
+        page asks for it, like Django's delete confirmation."""
+        form = BulkDecisionForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            self._decide(request, queryset, **form.cleaned_data)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Decide {queryset.count()} selected entries",
+            "opts": self.model._meta,
+            "form": form,
+            "queryset": queryset.select_related("entry", "entry__client")[:200],
+            "count": queryset.count(),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+        }
+        return TemplateResponse(
+            request, "admin/invoices/classification/decide_selected.html", context
+        )
+
+    @admin.action(description="Mark selected entries not billable")
+    def mark_not_billable(self, request, queryset):
+        self._decide(request, queryset, category=None, billable=False, description="")
