@@ -300,11 +300,12 @@ def _invoiced_per_project(client: Client) -> bool:
 
 
 def _scope_invoice(client: Client, period: Period, scope: int | None) -> Invoice | None:
-    """The live invoice (draft or approved) the client's manual lines of `period` go on."""
+    """The live invoice (draft or approved) the client's manual lines of `period` go on,
+    locked: an approval of it (which locks it) and this change take turns, so a line is never
+    added beside an approval that commits meanwhile and then billed nowhere."""
     return (
-        Invoice.objects.filter(
-            client=client, project_id=scope, period_start=period.start, period_end=period.end
-        )
+        Invoice.objects.select_for_update()
+        .filter(client=client, project_id=scope, period_start=period.start, period_end=period.end)
         .exclude(status=InvoiceStatus.VOID)
         .first()
     )
