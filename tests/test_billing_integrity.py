@@ -414,3 +414,12 @@ def test_s8_a_rate_change_marks_drafts_stale_and_an_unchanged_save_does_not(setu
     with pytest.raises(InvalidTransition, match="rebuild it first"):
         approve_invoice(invoice=draft, user=approver)
     assert draft_invoices(period=OCTOBER).invoices[0].total == D("210.00")
+
+
+def test_s8_a_reviewer_cannot_decide_an_entry_deleted_at_the_source(setup, approver):
+    # Found by the month-end simulation: the correction crashed with DoesNotExist.
+    entry = make.entry(setup["project"], setup["ana"], minutes=60, notes="misc", task="Misc")
+    draft_invoices(period=OCTOBER)
+    TimeEntry.objects.filter(pk=entry.pk).update(deleted_at=dt.datetime.now(dt.UTC))
+    with pytest.raises(review.CorrectionRefused, match="deleted at the source"):
+        correct_entry(entry=entry, user=approver, category=setup["dev"])
