@@ -287,7 +287,7 @@ def test_a_draft_with_only_manual_lines_is_still_a_draft(setup, reviewer):
 
 
 def test_a_manual_line_is_frozen_with_the_approved_invoice_and_released_by_a_void(
-    setup, reviewer, approver
+    setup, reviewer, approver, admin_client
 ):
     make.entry(setup["project"], setup["ana"], minutes=60)
     draft_invoices(period=OCTOBER)
@@ -304,6 +304,10 @@ def test_a_manual_line_is_frozen_with_the_approved_invoice_and_released_by_a_voi
     with pytest.raises(AdjustmentRefused, match="is approved; add the fixed fee to a later"):
         fee(setup, reviewer, description="Another")
     assert ManualLine.objects.get().unit_price == D("500.00")
+    html = admin_client.get(reverse("admin:invoices_invoice_change", args=[invoice.pk]))
+    html = html.content.decode()
+    assert "retainer agreed in the engagement letter" in html
+    assert 'id="add-manual-line"' not in html and "Set hours" not in html
     # Drafting again bills it nowhere else.
     assert draft_invoices(period=OCTOBER).invoices == []
 
@@ -376,7 +380,7 @@ def test_a_client_invoiced_per_project_needs_the_project(setup, reviewer):
 # --- Realization, export ------------------------------------------------------------------------
 
 
-def test_realization_per_client_is_billed_over_standard_value(setup, reviewer):
+def test_realization_per_client_is_billed_over_standard_value(setup, reviewer, admin_client):
     first = make.entry(setup["project"], setup["ana"], minutes=120)
     make.entry(setup["project"], setup["ana"], minutes=60)
     other = make.client("Other")
@@ -391,6 +395,8 @@ def test_realization_per_client_is_billed_over_standard_value(setup, reviewer):
     }
     rows = {row.name: row.realization for row in month_overview(period=OCTOBER).clients}
     assert rows == {"Acme": D("83.3"), "Other": D("100.0")}
+    page = admin_client.get(reverse("admin:invoices_invoice_month") + "?month=2026-10")
+    assert '<td class="num realization" rowspan="1">83.3 %</td>' in page.content.decode()
 
 
 def test_the_json_export_lists_manual_lines_and_adjustments(setup, reviewer):
