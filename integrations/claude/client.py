@@ -6,8 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-
-import anthropic
+from typing import TYPE_CHECKING
 
 from integrations.claude.answers import (
     REASON_MALFORMED,
@@ -24,6 +23,17 @@ from integrations.claude.prompt import (
     build_message_params,
     retry_max_tokens,
 )
+
+if TYPE_CHECKING:
+    import anthropic
+
+
+def _sdk():
+    """The SDK, imported on first use: importing it costs over a second, which every management
+    command and web process would otherwise pay at start-up, model or not."""
+    import anthropic
+
+    return anthropic
 
 # --- Errors ------------------------------------------------------------------------------
 
@@ -65,7 +75,7 @@ class ClaudeClassifier:
     def __init__(self, config: ClaudeSettings) -> None:
         self.config = config
         # Every option explicit: no developer profile or environment variable leaks in.
-        self._client = anthropic.Anthropic(
+        self._client = _sdk().Anthropic(
             api_key=config.api_key,
             base_url=config.base_url,
             max_retries=config.max_retries,
@@ -102,7 +112,7 @@ class ClaudeClassifier:
         try:
             raw = self._client.messages.with_raw_response.create(**params)
             content = raw.http_response.content
-        except anthropic.AnthropicError as exc:
+        except _sdk().AnthropicError as exc:
             raise translate_error(exc) from exc
         try:
             body = loads_json(content)
@@ -125,13 +135,13 @@ class ClaudeClassifier:
         ]
         try:
             return self._client.messages.batches.create(requests=body).id
-        except anthropic.AnthropicError as exc:
+        except _sdk().AnthropicError as exc:
             raise translate_error(exc) from exc
 
     def batch_status(self, batch_id: str) -> BatchStatus:
         try:
             batch = self._client.messages.batches.retrieve(batch_id)
-        except anthropic.AnthropicError as exc:
+        except _sdk().AnthropicError as exc:
             raise translate_error(exc) from exc
         counts = batch.request_counts
         return BatchStatus(
@@ -164,18 +174,19 @@ class ClaudeClassifier:
         try:
             raw = self._client.messages.batches.with_raw_response.results(batch_id)
             content = raw.http_response.read()
-        except anthropic.AnthropicError as exc:
+        except _sdk().AnthropicError as exc:
             raise translate_error(exc) from exc
         return parse_batch_results(content, prompts)
 
 
 def translate_error(exc: anthropic.AnthropicError) -> ClaudeError:
     """SDK errors -> the three errors callers handle. Retries already happened in the SDK."""
-    if isinstance(exc, anthropic.APITimeoutError):
+    sdk = _sdk()
+    if isinstance(exc, sdk.APITimeoutError):
         return ModelUnavailable("the request timed out")
-    if isinstance(exc, anthropic.APIConnectionError):
+    if isinstance(exc, sdk.APIConnectionError):
         return ModelUnavailable("could not connect to the API")
-    if isinstance(exc, anthropic.APIStatusError):
+    if isinstance(exc, sdk.APIStatusError):
         status = exc.status_code
         detail = f"HTTP {status}: {exc.api_message or exc.message}"[:300]
         if status in (401, 402, 403):

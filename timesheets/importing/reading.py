@@ -15,8 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import openpyxl
-
 from timesheets.importing.errors import ImportRejected, RowError
 from timesheets.importing.limits import ROWS_HINT, XLSX_MAX_EXPANSION, ImportLimits, describe_bytes
 
@@ -280,6 +278,9 @@ def read_workbook(content: bytes, *, limits: ImportLimits | None = None) -> Tabl
             f"{describe_bytes(ceiling)} ({XLSX_MAX_EXPANSION} x setting IMPORT_MAX_FILE_BYTES)",
             hint="export a shorter date range, or export it as CSV",
         )
+    # Imported here: openpyxl costs over half a second of every command's start-up otherwise.
+    import openpyxl
+
     try:
         # read_only streams the sheet row by row; data_only gives cached values, not formulas.
         workbook = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=True)
