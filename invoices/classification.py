@@ -29,7 +29,13 @@ from invoices.core.classify import (
     classify,
     order_rules,
 )
-from invoices.core.memory import ClientMemory, build_client_memory, person_name_tokens
+from invoices.core.memory import (
+    ClientMemory,
+    NearMatch,
+    build_client_memory,
+    near_matches,
+    person_name_tokens,
+)
 from invoices.models import Classification, InvoiceStatus
 from timesheets.models import Person, TimeEntry
 
@@ -159,6 +165,17 @@ def client_memory(client_ids: Iterable[int]) -> dict[int, ClientMemory]:
         )
         for client_id in set(approved) | set(decisions)
     }
+
+
+def client_near_matches(*, client_id: int, notes: str, limit: int = 3) -> list[NearMatch]:
+    """The client's decided notes closest to `notes` (note, category, score), for the model
+    tier's prompt when similar memory did not decide. A run over many notes should call
+    `client_memory` once and `invoices.core.memory.near_matches` per note instead. Empty
+    when similar memory is off."""
+    memory = client_memory([client_id]).get(client_id)
+    if memory is None or memory.similar is None:
+        return []
+    return near_matches(notes, memory.similar, limit=limit)
 
 
 # The model tier and the rule preview read memory under its first name (they are not changed

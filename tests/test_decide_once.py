@@ -10,7 +10,12 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
-from invoices.classification import classify_entries, entries_to_classify
+from invoices.classification import (
+    SimilarMemorySettingRefused,
+    classify_entries,
+    client_near_matches,
+    entries_to_classify,
+)
 from invoices.core.memory import (
     AMBIGUOUS,
     DecidedNote,
@@ -485,3 +490,20 @@ def test_the_classifications_list_decides_selected_entries_in_bulk(client, month
     )
     # A decision naming no category is no memory: the twin still waits for one.
     assert classification(month["sync_twin"]).needs_review
+
+
+def test_near_matches_of_a_client_for_the_model_tier(month, reviewer):
+    correct_entry(entry=month["procurement"], user=reviewer, category=month["meeting"])
+    near = client_near_matches(client_id=month["acme"].pk, notes="quarterly touch base prep")
+    assert [(m.notes, m.category) for m in near] == [
+        ("touch base w/ procurement", "client-meeting")
+    ]
+    assert near[0].score < D("0.85")
+    assert client_near_matches(client_id=month["globex"].pk, notes="touch base w/ Sam") == []
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "1.5", "NaN"])
+def test_a_bad_similar_memory_threshold_is_named(month, settings, value):
+    settings.SIMILAR_MEMORY_THRESHOLD = value
+    with pytest.raises(SimilarMemorySettingRefused, match="SIMILAR_MEMORY_THRESHOLD must be"):
+        classify_entries(entries_to_classify(entry_ids=[month["misc"].id]))
