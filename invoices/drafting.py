@@ -96,8 +96,11 @@ def draft_invoices(
     `reclassify=False` skips the classification pass, for callers that just ran it."""
     ids = _clients_to_draft(period, client_ids)
     if reclassify:
-        # Rules may have changed since import: classify the period first.
+        # Rules may have changed since import: classify the period first, and the earlier
+        # entries on no live invoice, which this draft may take as late time (section 10.1).
         classify_entries(entries_to_classify(client_ids=ids, start=period.start, end=period.end))
+        earlier = entries_to_classify(client_ids=ids, end=period.start - dt.timedelta(days=1))
+        classify_entries(earlier.exclude(invoice_links__is_live=True))
     config = load_configuration(ids)
     summary = DraftSummary(period=period)
     for client_id in ids:

@@ -423,3 +423,13 @@ def test_s8_a_reviewer_cannot_decide_an_entry_deleted_at_the_source(setup, appro
     TimeEntry.objects.filter(pk=entry.pk).update(deleted_at=dt.datetime.now(dt.UTC))
     with pytest.raises(review.CorrectionRefused, match="deleted at the source"):
         correct_entry(entry=entry, user=approver, category=setup["dev"])
+
+
+def test_s10_1_drafting_classifies_late_time_it_may_take(setup, approver):
+    make.entry(setup["project"], setup["ana"], minutes=60)
+    approve_invoice(invoice=draft_invoices(period=OCTOBER).invoices[0], user=approver)
+    # Imported, and the classification after its commit never ran.
+    late = make.entry(setup["project"], setup["ana"], minutes=90, day=dt.date(2026, 10, 28))
+    [november] = draft_invoices(period=NOVEMBER).invoices
+    link = InvoiceEntry.objects.get(entry=late)
+    assert (link.invoice_id, link.state, november.total) == (november.pk, "billed", D("300.00"))
