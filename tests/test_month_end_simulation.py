@@ -62,7 +62,7 @@ from timesheets.sync.deletions import mark_gone
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
-HISTORIES = int(os.environ.get("SIMULATION_HISTORIES", "25"))
+HISTORIES = int(os.environ.get("SIMULATION_HISTORIES", "40"))
 STEPS = int(os.environ.get("SIMULATION_STEPS", "60"))
 MONTHS = [Period.month("2026-10"), Period.month("2026-11")]
 CLIENTS = ["Acme", "Globex"]

@@ -494,7 +494,7 @@ def test_rule_validation_names_the_problem(client, month, ops):
     client.force_login(ops)
     url = reverse("admin:invoices_classificationrule_add")
     bad_regex = client.post(url, rule_form(month, notes_regex="(unclosed"))
-    assert "not a valid regular expression" in html_of(bad_regex)
+    assert "(unclosed&#x27; refused: missing )" in html_of(bad_regex)
     no_matcher = client.post(url, rule_form(month, _preview="Preview"))
     assert "a rule needs at least one of: task, notes regex, project" in html_of(no_matcher)
     bad_month = client.post(url, rule_form(month, task="Dev", preview_month="2026-13"))
