@@ -450,6 +450,8 @@ def test_harvest_own_rate_limit_is_respected(firm, harvest_api):
     for n in range(12):
         fake.add_entry(user_id=101, project_id=201, spent_date=DAY, hours="1", notes=f"n{n}")
     fake.rate_limit = (3, 1.0)  # 3 requests per second
+    # One 429 for certain (however slow the machine runs the requests): waited, asked again.
+    fake.fail_next(1, status=429, retry_after=1)
     conn = harvest_connection(fake, options={"page_size": 2})
 
     result = run(conn)
@@ -458,7 +460,7 @@ def test_harvest_own_rate_limit_is_respected(firm, harvest_api):
     pages = [(status, at) for path, status, at in fake.answers if path.endswith("time_entries")]
     served = [at for status, at in pages if status == 200]
     assert len(served) == 6
-    assert {status for status, _ in pages} == {200, 429}  # limited, waited, asked again
+    assert 429 in {status for _, status, _ in fake.answers}
     # Never more than 3 requests served in a second (a little slack for the clock reads).
     ok = [at for _, status, at in fake.answers if status == 200]
     assert all(ok[n + 3] - ok[n] >= 0.95 for n in range(len(ok) - 3))
