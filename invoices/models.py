@@ -822,10 +822,3 @@ class InvoicePush(models.Model):
 
     def __str__(self) -> str:
         return f"push {self.request_id} ({self.status})"
-
-
-# --- Review desk: firm settings and the audit trail -----------------------------------------
-
-# The audit-trail event models (django-pghistory) are declared in their own module; importing
-# it here registers them with this app.
-from invoices import guards, history  # noqa: E402,F401

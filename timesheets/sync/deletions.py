@@ -5,7 +5,7 @@ listing of a window of days (absence means deleted), or reported by the tracker 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from django.db import transaction
 from django.utils import timezone
@@ -14,8 +14,22 @@ from timesheets.importing.service import BATCH_SIZE
 from timesheets.models import HeldEntry, SyncRun, TimeEntry, TrackerConnection
 from timesheets.sync.remote import Listing
 
-if TYPE_CHECKING:
-    from timesheets.sync.storing import PageWriter
+
+class RunRecorder(Protocol):
+    """What noticing deletions needs of the run writing the pages (`storing.PageWriter` is
+    one): declared here so that storing, which marks entries gone, depends on this module and
+    not the other way round."""
+
+    conn: TrackerConnection
+    run: SyncRun
+
+    def first_seen(self, frozen_ids: list[int]) -> list[int]: ...
+
+    def count(
+        self, counts: dict[str, int], *, progress: str, problems: Sequence[str] = ()
+    ) -> None: ...
+
+    def announce(self, entry_ids: list[int], frozen_ids: list[int]) -> None: ...
 
 
 def mark_gone(
@@ -50,7 +64,7 @@ def mark_gone(
     return deleted, frozen
 
 
-def notice_deletions(writer: PageWriter, listing: Listing, seen: set[str]) -> None:
+def notice_deletions(writer: RunRecorder, listing: Listing, seen: set[str]) -> None:
     """Entries of the connection dated in the listing's window (of its users, when it names
     them) that the complete listing did not show: marked gone; waiting ones are dropped."""
     assert listing.window is not None
