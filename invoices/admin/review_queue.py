@@ -236,6 +236,10 @@ class ReviewQueueViews:
             "period": period,
             "month": f"{period.start:%Y-%m}",
             "groups": groups,
+            # Said once above the table when every group waits for the same reason.
+            "common_reason": groups[0].reason
+            if groups and len({g.reason for g in groups}) == 1
+            else "",
             "pending_entries": sum(g.count for g in groups),
             "stale": list(stale_drafts(period=period).select_related("client", "project")),
             "categories": list(Category.objects.order_by("name").values_list("id", "name")),
