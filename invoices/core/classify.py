@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -171,6 +171,55 @@ class Decision:
     # Similar memory (section 2.3): the decided note this entry's note matched.
     memory_note: str = ""
 
+    @classmethod
+    def bills_nothing(cls, *, description: str, tier: str) -> Decision:
+        """No category, and none is needed: the entry bills nothing whatever its category."""
+        return cls(
+            category=None,
+            description=description,
+            tier=tier,
+            rule_id=None,
+            confidence=None,
+            billable=False,
+            billing_code="",
+            needs_review=False,
+            reason="",
+        )
+
+    @classmethod
+    def needs_category(cls, *, description: str, billable: bool, reason: str) -> Decision:
+        """No tier decided a category: pending for a reviewer, told why."""
+        return cls(
+            category=None,
+            description=description,
+            tier=TIER_NONE,
+            rule_id=None,
+            confidence=None,
+            billable=billable,
+            billing_code="",
+            needs_review=True,
+            reason=reason,
+        )
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """What the tiers chose for an entry, before its category is looked up and its billable
+    flag settled. `category` None: no tier decided, and `reason` says why."""
+
+    category: str | None = None
+    tier: str = TIER_NONE
+    rule_id: int | None = None
+    confidence: Decimal | None = None
+    reason: str = ""
+    # The model's wording, when the model decided.
+    description: str = ""
+    memory_note: str = ""
+    memory_label: str = ""
+
+
+_UNDECIDED = _Choice()
+
 
 def classify(
     entry: EntryFacts,
@@ -193,107 +242,169 @@ def classify(
     caller knows whether the model tier is configured, pending, or failed.
     """
     manual = manual or ManualDecision()
-    category, tier, rule_id, confidence = None, TIER_NONE, None, None
-    description = ""
-    reason = ""
-    memory_note, memory_label, similar_reason = "", "", ""
+    choice = _choose_category(
+        entry,
+        manual=manual,
+        rules=rules,
+        memory=memory,
+        model=model,
+        categories=categories,
+        threshold=threshold,
+        model_reason=model_reason,
+    )
+    description = _description(entry, manual, choice)
+    info = categories.get(choice.category) if choice.category else None
+    if choice.category and info is None:
+        # A category deleted from configuration: never bill against a name we cannot show.
+        choice = _Choice(reason="its category no longer exists")
+    if info is None:
+        return _without_category(entry, manual, description=description, reason=choice.reason)
+    return _with_category(entry, manual, info, choice, policy=policy, description=description)
 
+
+def _choose_category(
+    entry: EntryFacts,
+    *,
+    manual: ManualDecision,
+    rules: Sequence[Rule],
+    memory: Mapping[str, str],
+    model: ModelAnswer | None,
+    categories: Mapping[str, CategoryInfo],
+    threshold: Decimal,
+    model_reason: str,
+) -> _Choice:
+    """The tiers in order, first that decides wins: manual, rules, memory, language model."""
     if manual.category:
-        category, tier, confidence = manual.category, TIER_MANUAL, ONE
+        return _Choice(category=manual.category, tier=TIER_MANUAL, confidence=ONE)
+    rule = _first_matching_rule(entry, rules)
+    if rule is not None:
+        return _Choice(category=rule.category, tier=TIER_RULE, rule_id=rule.id, confidence=ONE)
+    remembered = _exact_memory(entry, memory)
+    if remembered is not None:
+        return remembered
+    similar = _similar_memory(entry, memory)
+    if similar.category is not None:
+        return similar
+    return _model_choice(model, categories, threshold, model_reason, similar_reason=similar.reason)
+
+
+def _first_matching_rule(entry: EntryFacts, rules: Sequence[Rule]) -> Rule | None:
+    return next((rule for rule in rules if rule.matches(entry)), None)
+
+
+def _exact_memory(entry: EntryFacts, memory: Mapping[str, str]) -> _Choice | None:
+    """The category decided before for the same note; a refusal when that history disagrees
+    (which the model does not overrule); None when the note was never decided."""
+    remembered = memory.get(entry.normalized_notes) if entry.normalized_notes else None
+    if remembered == AMBIGUOUS:
+        return _Choice(reason="approved history for this note disagrees on the category")
+    if remembered is not None:
+        return _Choice(category=remembered, tier=TIER_MEMORY, confidence=ONE)
+    return None
+
+
+def _similar_memory(entry: EntryFacts, memory: Mapping[str, str]) -> _Choice:
+    """The category of a decided note similar to this one (section 2.3), when memory has
+    similar matching on; undecided otherwise, with why when near notes disagree."""
+    similar = memory.similar if isinstance(memory, ClientMemory) else None
+    if similar is None or not entry.normalized_notes:
+        return _UNDECIDED
+    outcome = similar.match(entry.notes)
+    if outcome.category is None:
+        return _Choice(reason=outcome.reason)
+    return _Choice(
+        category=outcome.category,
+        tier=TIER_MEMORY,
+        confidence=outcome.score,
+        memory_note=outcome.notes,
+        memory_label=outcome.label,
+    )
+
+
+def _model_choice(
+    model: ModelAnswer | None,
+    categories: Mapping[str, CategoryInfo],
+    threshold: Decimal,
+    model_reason: str,
+    *,
+    similar_reason: str,
+) -> _Choice:
+    reason, category = _judge_model(model, categories, threshold, model_reason)
     if category is None:
-        for rule in rules:
-            if rule.matches(entry):
-                category, tier, rule_id, confidence = rule.category, TIER_RULE, rule.id, ONE
-                break
-    if category is None:
-        remembered = memory.get(entry.normalized_notes) if entry.normalized_notes else None
-        similar = memory.similar if isinstance(memory, ClientMemory) else None
-        if remembered == AMBIGUOUS:
-            reason = "approved history for this note disagrees on the category"
-        elif remembered is not None:
-            category, tier, confidence = remembered, TIER_MEMORY, ONE
-        elif similar is not None and entry.normalized_notes:
-            outcome = similar.match(entry.notes)
-            if outcome.category is not None:
-                category, tier, confidence = outcome.category, TIER_MEMORY, outcome.score
-                memory_note, memory_label = outcome.notes, outcome.label
-            similar_reason = outcome.reason
-    if category is None and not reason:
-        reason, model_choice = _judge_model(model, categories, threshold, model_reason)
         # Near notes that disagree do not decide; the model still may, and if it does not,
         # the reviewer is told about both.
-        if similar_reason and model_choice is None:
-            reason = f"{similar_reason}; {reason}"
-        if model_choice is not None:
-            category, tier, confidence = model_choice, TIER_LLM, model.confidence
-            description = model.description.strip()
-    if manual.description.strip():
-        description = manual.description.strip()
-    if not description:
-        description = entry.notes.strip()
+        return _Choice(reason=f"{similar_reason}; {reason}" if similar_reason else reason)
+    assert model is not None  # _judge_model chooses a category only from an answer
+    return _Choice(
+        category=category,
+        tier=TIER_LLM,
+        confidence=model.confidence,
+        description=model.description.strip(),
+    )
 
+
+def _description(entry: EntryFacts, manual: ManualDecision, choice: _Choice) -> str:
+    """The reviewer's wording, else the model's, else the entry's own notes."""
+    return manual.description.strip() or choice.description or entry.notes.strip()
+
+
+def _without_category(
+    entry: EntryFacts, manual: ManualDecision, *, description: str, reason: str
+) -> Decision:
     inherently_free = not entry.tracker_billable or not entry.project_billable
-    info = categories.get(category) if category else None
-    if category and info is None:
-        # A category deleted from configuration: never bill against a name we cannot show.
-        category, tier, rule_id, confidence = None, TIER_NONE, None, None
-        reason = "its category no longer exists"
-        memory_note, memory_label = "", ""
+    if manual.billable is False or (inherently_free and manual.billable is None):
+        # Bills nothing whatever its category: never pending for want of one.
+        tier = TIER_MANUAL if manual.billable is False else TIER_NONE
+        return Decision.bills_nothing(description=description, tier=tier)
+    return Decision.needs_category(
+        description=description,
+        billable=bool(manual.billable) and not inherently_free,
+        reason=f"no category: {reason}",
+    )
 
-    if info is None:
-        billable = bool(manual.billable) and not inherently_free
-        if manual.billable is False or (inherently_free and manual.billable is None):
-            # Bills nothing whatever its category: never pending for want of one.
-            return Decision(
-                None,
-                description,
-                TIER_MANUAL if manual.billable is False else TIER_NONE,
-                None,
-                None,
-                False,
-                "",
-                False,
-                "",
-            )
-        return Decision(
-            None, description, TIER_NONE, None, None, billable, "", True, f"no category: {reason}"
-        )
 
-    if manual.billable is not None:
-        billable = manual.billable
-        if tier != TIER_MANUAL and manual.billable != _default_billable(entry, info, policy):
-            tier, confidence = TIER_MANUAL, ONE
-            memory_note, memory_label = "", ""
-    else:
-        billable = _default_billable(entry, info, policy)
-
+def _with_category(
+    entry: EntryFacts,
+    manual: ManualDecision,
+    info: CategoryInfo,
+    choice: _Choice,
+    *,
+    policy: Policy,
+    description: str,
+) -> Decision:
+    billable, choice = _settle_billable(entry, manual, info, choice, policy)
     code = policy.billing_codes.get(info.key) or info.billing_code
     if billable and policy.require_billing_codes and not code:
-        return Decision(
-            info.key,
-            description,
-            tier,
-            rule_id,
-            confidence,
-            billable,
-            "",
-            True,
-            f"no billing code for category '{info.key}' (the client requires one)",
-            memory_note,
-        )
-    # A decided entry's reason is empty, except that similar memory says what it matched.
+        code, needs_review = "", True
+        reason = f"no billing code for category '{info.key}' (the client requires one)"
+    else:
+        # A decided entry's reason is empty, except that similar memory says what it matched.
+        needs_review, reason = False, choice.memory_label
     return Decision(
-        info.key,
-        description,
-        tier,
-        rule_id,
-        confidence,
-        billable,
-        code,
-        False,
-        memory_label,
-        memory_note,
+        category=info.key,
+        description=description,
+        tier=choice.tier,
+        rule_id=choice.rule_id,
+        confidence=choice.confidence,
+        billable=billable,
+        billing_code=code,
+        needs_review=needs_review,
+        reason=reason,
+        memory_note=choice.memory_note,
     )
+
+
+def _settle_billable(
+    entry: EntryFacts, manual: ManualDecision, info: CategoryInfo, choice: _Choice, policy: Policy
+) -> tuple[bool, _Choice]:
+    """(billable, choice): the reviewer's flag when they set one, else the category's default.
+    A reviewer's flag that differs from the default makes the decision theirs."""
+    default = _default_billable(entry, info, policy)
+    if manual.billable is None:
+        return default, choice
+    if choice.tier != TIER_MANUAL and manual.billable != default:
+        choice = replace(choice, tier=TIER_MANUAL, confidence=ONE, memory_note="", memory_label="")
+    return manual.billable, choice
 
 
 def _default_billable(entry: EntryFacts, info: CategoryInfo, policy: Policy) -> bool:
