@@ -215,229 +215,195 @@ def price_invoice(
 ) -> InvoiceDraft:
     """One invoice's lines and totals from its entries and manual lines, per the billing
     semantics: time lines, then manual lines (10.4), then caps and the discount (section 7)."""
-    groups: dict[tuple, _Group] = {}
-    pending: list[EntryPlacement] = []
-    held: list[EntryPlacement] = []
-    has_billable = False
-
+    placed = _Placed()
     for entry in entries:
-        if entry.hold_reason:
-            held.append(
-                EntryPlacement(
-                    entry.id,
-                    "held",
-                    entry.seconds,
-                    pending_reason=entry.hold_reason,
-                    late_from=entry.late_from,
-                )
-            )
-            continue
-        if entry.needs_review:
-            pending.append(
-                EntryPlacement(
-                    entry.id,
-                    "pending",
-                    entry.seconds,
-                    pending_reason=entry.review_reason,
-                    late_from=entry.late_from,
-                )
-            )
-            continue
-        part = _group_part(entry, policy.group_lines_by)
-        if not entry.billable:
-            if policy.show_non_billable:
-                group = groups.setdefault(
-                    (KIND_NO_CHARGE, entry.project, part), _Group(KIND_NO_CHARGE)
-                )
-                group.entries.append(entry)
-                group.minutes.append(Fraction(entry.seconds, 60))
-                group.standard.append(Fraction(entry.seconds, 60))
-            continue
-        adjustment = entry.adjustment
-        if adjustment is not None and adjustment.source_seconds != entry.seconds:
-            # Section 10.4: the write-down is kept, and the reviewer confirms it again.
-            pending.append(
-                EntryPlacement(
-                    entry.id,
-                    "pending",
-                    entry.seconds,
-                    pending_reason=f"hours changed at the source after {adjustment.described} "
-                    f"(was {_hours_str(adjustment.source_seconds)} h, "
-                    f"now {_hours_str(entry.seconds)} h)",
-                    late_from=entry.late_from,
-                )
-            )
-            continue
-        match = rates.resolve(
-            day=entry.date,
-            client=client,
-            project=entry.project,
-            person=entry.person,
-            role=entry.role,
-        )
-        if match is None:
-            pending.append(
-                EntryPlacement(
-                    entry.id,
-                    "pending",
-                    entry.seconds,
-                    pending_reason=f"no rate: none of the 9 rate levels covers {entry.person_name} "
-                    f"on {entry.project_code or entry.project_name} on {entry.date.isoformat()}",
-                    late_from=entry.late_from,
-                )
-            )
-            continue
-        has_billable = True
-        multiplier = policy.rate_multipliers.get(entry.category or "", Decimal(1))
-        unit_price = round_rate(match.row.rate * multiplier)
-        # The rate row is part of the key (not only its value) so each line's derivation
-        # names the one row that priced all of its entries.
-        key = (KIND_TIME, entry.project, unit_price, match.row.id, entry.billing_code, part)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = _Group(
-                KIND_TIME,
-                match=match,
-                multiplier=multiplier,
-                unit_price=unit_price,
-                billing_code=entry.billing_code,
-            )
-        group.entries.append(entry)
-        standard = billed_minutes(entry.seconds, policy)
-        group.standard.append(standard)
-        group.minutes.append(
-            standard if adjustment is None else Fraction(adjustment.billed_seconds, 60)
-        )
+        _place(entry, placed, policy=policy, rates=rates, client=client)
 
-    lines = [_build_line(group, policy) for group in groups.values()]
+    lines = [_build_line(group, policy) for group in placed.groups.values()]
     lines.sort(key=lambda line: line.sort_key)
     lines.extend(_manual_line(charge, policy) for charge in manual)
     lines.extend(_adjustment_lines(lines, policy))
 
-    subtotal = sum((ln.amount for ln in lines if ln.kind in SUBTOTAL_KINDS), ZERO)
-    adjustments = sum((ln.amount for ln in lines if ln.kind == KIND_CAP), ZERO)
-    discount = sum((ln.amount for ln in lines if ln.kind == KIND_DISCOUNT), ZERO)
-    total = subtotal + adjustments + discount
-    if total < 0:
-        raise PricingError(
-            f"total {total} {policy.currency} is negative; check the credits, the discount and "
-            "the caps"
-        )
+    totals = _Totals.of(lines, policy)
+    flags = _flags(lines, placed, totals)
+    return InvoiceDraft(
+        lines,
+        placed.pending,
+        totals.subtotal,
+        totals.adjustments,
+        totals.discount,
+        totals.total,
+        flags,
+        placed.held,
+    )
 
+
+@dataclass
+class _Placed:
+    """Where an invoice's entries went: into line groups, pending (section 5), held (10.2)."""
+
+    groups: dict[tuple, _Group] = field(default_factory=dict)
+    pending: list[EntryPlacement] = field(default_factory=list)
+    held: list[EntryPlacement] = field(default_factory=list)
+    # Some entry is billed time (a zero total is then flagged).
+    has_billable: bool = False
+
+
+def _place(
+    entry: PricedEntry, placed: _Placed, *, policy: Policy, rates: RateTable, client: int
+) -> None:
+    """One entry: held, pending, a no-charge line's (or dropped), or a time line's."""
+    if entry.hold_reason:
+        placed.held.append(_set_aside(entry, "held", entry.hold_reason))
+        return
+    if entry.needs_review:
+        placed.pending.append(_set_aside(entry, "pending", entry.review_reason))
+        return
+    part = _group_part(entry, policy.group_lines_by)
+    if not entry.billable:
+        if policy.show_non_billable:
+            _add_no_charge(placed.groups, entry, part)
+        return
+    changed = _changed_since_adjustment(entry)
+    if changed:
+        # Section 10.4: the write-down is kept, and the reviewer confirms it again.
+        placed.pending.append(_set_aside(entry, "pending", changed))
+        return
+    match = rates.resolve(
+        day=entry.date,
+        client=client,
+        project=entry.project,
+        person=entry.person,
+        role=entry.role,
+    )
+    if match is None:
+        placed.pending.append(_set_aside(entry, "pending", _no_rate_reason(entry)))
+        return
+    placed.has_billable = True
+    _add_time(placed.groups, entry, match, part, policy)
+
+
+def _set_aside(entry: PricedEntry, state: str, reason: str) -> EntryPlacement:
+    """A pending or held entry: on no line, with why."""
+    return EntryPlacement(
+        entry.id, state, entry.seconds, pending_reason=reason, late_from=entry.late_from
+    )
+
+
+def _changed_since_adjustment(entry: PricedEntry) -> str:
+    """Why an adjusted entry waits for the reviewer again (its hours changed at the source
+    since); empty when it does not."""
+    adjustment = entry.adjustment
+    if adjustment is None or adjustment.source_seconds == entry.seconds:
+        return ""
+    return (
+        f"hours changed at the source after {adjustment.described} "
+        f"(was {_hours_str(adjustment.source_seconds)} h, "
+        f"now {_hours_str(entry.seconds)} h)"
+    )
+
+
+def _no_rate_reason(entry: PricedEntry) -> str:
+    return (
+        f"no rate: none of the 9 rate levels covers {entry.person_name} "
+        f"on {entry.project_code or entry.project_name} on {entry.date.isoformat()}"
+    )
+
+
+def _add_no_charge(groups: dict[tuple, _Group], entry: PricedEntry, part: tuple) -> None:
+    group = groups.setdefault((KIND_NO_CHARGE, entry.project, part), _Group(KIND_NO_CHARGE))
+    group.entries.append(entry)
+    group.minutes.append(Fraction(entry.seconds, 60))
+    group.standard.append(Fraction(entry.seconds, 60))
+
+
+def _add_time(
+    groups: dict[tuple, _Group], entry: PricedEntry, match: RateMatch, part: tuple, policy: Policy
+) -> None:
+    multiplier = policy.rate_multipliers.get(entry.category or "", Decimal(1))
+    unit_price = round_rate(match.row.rate * multiplier)
+    # The rate row is part of the key (not only its value) so each line's derivation
+    # names the one row that priced all of its entries.
+    key = (KIND_TIME, entry.project, unit_price, match.row.id, entry.billing_code, part)
+    group = groups.get(key)
+    if group is None:
+        group = groups[key] = _Group(
+            KIND_TIME,
+            match=match,
+            multiplier=multiplier,
+            unit_price=unit_price,
+            billing_code=entry.billing_code,
+        )
+    group.entries.append(entry)
+    standard = billed_minutes(entry.seconds, policy)
+    group.standard.append(standard)
+    adjustment = entry.adjustment
+    group.minutes.append(
+        standard if adjustment is None else Fraction(adjustment.billed_seconds, 60)
+    )
+
+
+@dataclass(frozen=True)
+class _Totals:
+    """Section 7.1: the subtotal, the caps' adjustments, the discount and the total."""
+
+    subtotal: Decimal
+    adjustments: Decimal
+    discount: Decimal
+    total: Decimal
+
+    @classmethod
+    def of(cls, lines: Sequence[LineDraft], policy: Policy) -> _Totals:
+        subtotal = sum((ln.amount for ln in lines if ln.kind in SUBTOTAL_KINDS), ZERO)
+        adjustments = sum((ln.amount for ln in lines if ln.kind == KIND_CAP), ZERO)
+        discount = sum((ln.amount for ln in lines if ln.kind == KIND_DISCOUNT), ZERO)
+        total = subtotal + adjustments + discount
+        if total < 0:
+            raise PricingError(
+                f"total {total} {policy.currency} is negative; check the credits, the discount "
+                "and the caps"
+            )
+        return cls(subtotal, adjustments, discount, total)
+
+
+def _flags(lines: Sequence[LineDraft], placed: _Placed, totals: _Totals) -> list[str]:
     flags = []
-    if adjustments:
+    if totals.adjustments:
         flags.append(FLAG_CAP_APPLIED)
-    if has_billable and total == 0:
+    if placed.has_billable and totals.total == 0:
         flags.append(FLAG_ZERO_TOTAL)
-    if pending:
+    if placed.pending:
         flags.append(FLAG_PENDING)
     if any(p.late_from for line in lines for p in line.entries):
         flags.append(FLAG_LATE_TIME)
-    if held:
+    if placed.held:
         flags.append(FLAG_HELD)
-    return InvoiceDraft(lines, pending, subtotal, adjustments, discount, total, flags, held)
+    return flags
 
 
 def _build_line(group: _Group, policy: Policy) -> LineDraft:
     first = min(group.entries, key=lambda e: (e.date, e.id))
     description = _describe(first, policy.group_lines_by)
     raw_seconds = sum(e.seconds for e in group.entries)
-    sources: dict[str, int] = {}
-    for entry in group.entries:
-        sources[entry.source_label] = sources.get(entry.source_label, 0) + 1
-    derivation: dict = {
-        "entries": len(group.entries),
-        "raw_minutes": _minutes_str(Fraction(raw_seconds, 60)),
-        "classified_by": dict(sorted(sources.items())),
-    }
     person_name = (
         first.person_name
         if policy.group_lines_by in (GroupBy.ENTRY, GroupBy.CATEGORY_PERSON)
         else ""
     )
-
+    person = first.person if person_name else None
     if group.kind == KIND_NO_CHARGE:
-        quantity = round_quantity(Fraction(raw_seconds, 3600))
-        placements = [
-            EntryPlacement(e.id, "no_charge", e.seconds, late_from=e.late_from)
-            for e in group.entries
-        ]
-        line = LineDraft(
-            KIND_NO_CHARGE,
-            f"{description} (No charge)",
-            quantity,
-            ZERO,
-            ZERO,
-            category=first.category,
-            project=first.project,
-            first_date=first.date,
-            person=first.person if person_name else None,
-            entries=placements,
+        line = _no_charge_line(
+            group, first, description=description, person=person, raw_seconds=raw_seconds
         )
-        derivation["note"] = "non-billable: raw hours shown, no charge"
     else:
-        adjusted = [e.adjustment is not None for e in group.entries]
-        # With `locus: line` the line rounds once what the entries' rounding left; an adjusted
-        # entry's billed time is added as the reviewer set it, never rounded (section 10.4).
-        entry_minutes = _line_minutes(
-            [m for m, a in zip(group.minutes, adjusted, strict=True) if not a], policy
-        ) + sum((m for m, a in zip(group.minutes, adjusted, strict=True) if a), Fraction(0))
-        quantity = round_quantity(entry_minutes / 60)
-        amount = round_money(quantity * group.unit_price, policy.currency)
-        placements = [
-            EntryPlacement(
-                e.id, "billed", e.seconds, billed_seconds=_whole_seconds(m), late_from=e.late_from
-            )
-            for e, m in zip(group.entries, group.minutes, strict=True)
-        ]
-        row = group.match.row
-        derivation.update(
-            {
-                "billed_minutes": _minutes_str(entry_minutes),
-                "rate": {
-                    "row": row.id,
-                    "level": int(group.match.level),
-                    "level_label": group.match.level.label,
-                    "rate": str(row.rate),
-                    "from": row.valid_from.isoformat() if row.valid_from else None,
-                    "to": row.valid_to.isoformat() if row.valid_to else None,
-                    # What the row is for, in words: the row may later change or go, and the
-                    # line must still say what priced it.
-                    "for": _rate_target(row, first),
-                },
-                "multiplier": str(group.multiplier),
-                "unit_price": str(group.unit_price),
-                "rounding": {
-                    "increment_minutes": policy.increment_minutes,
-                    "mode": str(policy.rounding_mode),
-                    "locus": str(policy.rounding_locus),
-                    "minimum_minutes": policy.minimum_minutes,
-                },
-                "arithmetic": f"{quantity} h x {group.unit_price} = {amount} {policy.currency}",
-            }
+        line = _time_line(
+            group, first, policy, description=description, person=person, raw_seconds=raw_seconds
         )
-        if any(adjusted):
-            derivation["adjustment"] = _adjustment_derivation(
-                group, quantity, amount, policy, raw_seconds
-            )
-        line = LineDraft(
-            KIND_TIME,
-            description,
-            quantity,
-            group.unit_price,
-            amount,
-            category=first.category,
-            billing_code=group.billing_code,
-            project=first.project,
-            person=first.person if person_name else None,
-            first_date=first.date,
-            entries=placements,
-        )
-    late = sorted({f"{e.late_from:%Y-%m}" for e in group.entries if e.late_from})
-    if late:
-        # Section 10.1: shown with its own date, flagged as late time from its period.
-        derivation["late_time_from"] = late
-    line.derivation = derivation
+    line.derivation = {
+        **_entries_derivation(group, raw_seconds),
+        **line.derivation,
+        **_late_time_derivation(group),
+    }
     # Section 6: by first entry date, then person name, then category name.
     line.sort_key = (
         first.date,
@@ -449,6 +415,124 @@ def _build_line(group: _Group, policy: Policy) -> LineDraft:
     line.project_code = first.project_code
     line.project_name = first.project_name
     return line
+
+
+def _entries_derivation(group: _Group, raw_seconds: int) -> dict:
+    """Every line's derivation starts with its entries: how many, their raw minutes, and
+    how many each tier classified."""
+    sources: dict[str, int] = {}
+    for entry in group.entries:
+        sources[entry.source_label] = sources.get(entry.source_label, 0) + 1
+    return {
+        "entries": len(group.entries),
+        "raw_minutes": _minutes_str(Fraction(raw_seconds, 60)),
+        "classified_by": dict(sorted(sources.items())),
+    }
+
+
+def _late_time_derivation(group: _Group) -> dict:
+    late = sorted({f"{e.late_from:%Y-%m}" for e in group.entries if e.late_from})
+    if not late:
+        return {}
+    # Section 10.1: shown with its own date, flagged as late time from its period.
+    return {"late_time_from": late}
+
+
+def _no_charge_line(
+    group: _Group, first: PricedEntry, *, description: str, person: int | None, raw_seconds: int
+) -> LineDraft:
+    placements = [
+        EntryPlacement(e.id, "no_charge", e.seconds, late_from=e.late_from) for e in group.entries
+    ]
+    return LineDraft(
+        KIND_NO_CHARGE,
+        f"{description} (No charge)",
+        round_quantity(Fraction(raw_seconds, 3600)),
+        ZERO,
+        ZERO,
+        category=first.category,
+        project=first.project,
+        first_date=first.date,
+        person=person,
+        entries=placements,
+        derivation={"note": "non-billable: raw hours shown, no charge"},
+    )
+
+
+def _time_line(
+    group: _Group,
+    first: PricedEntry,
+    policy: Policy,
+    *,
+    description: str,
+    person: int | None,
+    raw_seconds: int,
+) -> LineDraft:
+    entry_minutes = _time_line_minutes(group, policy)
+    quantity = round_quantity(entry_minutes / 60)
+    amount = round_money(quantity * group.unit_price, policy.currency)
+    placements = [
+        EntryPlacement(
+            e.id, "billed", e.seconds, billed_seconds=_whole_seconds(m), late_from=e.late_from
+        )
+        for e, m in zip(group.entries, group.minutes, strict=True)
+    ]
+    derivation: dict = {
+        "billed_minutes": _minutes_str(entry_minutes),
+        "rate": _rate_derivation(group, first),
+        "multiplier": str(group.multiplier),
+        "unit_price": str(group.unit_price),
+        "rounding": {
+            "increment_minutes": policy.increment_minutes,
+            "mode": str(policy.rounding_mode),
+            "locus": str(policy.rounding_locus),
+            "minimum_minutes": policy.minimum_minutes,
+        },
+        "arithmetic": f"{quantity} h x {group.unit_price} = {amount} {policy.currency}",
+    }
+    if any(e.adjustment is not None for e in group.entries):
+        derivation["adjustment"] = _adjustment_derivation(
+            group, quantity, amount, policy, raw_seconds
+        )
+    return LineDraft(
+        KIND_TIME,
+        description,
+        quantity,
+        group.unit_price,
+        amount,
+        category=first.category,
+        billing_code=group.billing_code,
+        project=first.project,
+        person=person,
+        first_date=first.date,
+        entries=placements,
+        derivation=derivation,
+    )
+
+
+def _time_line_minutes(group: _Group, policy: Policy) -> Fraction:
+    """With `locus: line` the line rounds once what the entries' rounding left; an adjusted
+    entry's billed time is added as the reviewer set it, never rounded (section 10.4)."""
+    adjusted = [e.adjustment is not None for e in group.entries]
+    pairs = list(zip(group.minutes, adjusted, strict=True))
+    unadjusted = _line_minutes([m for m, a in pairs if not a], policy)
+    return unadjusted + sum((m for m, a in pairs if a), Fraction(0))
+
+
+def _rate_derivation(group: _Group, first: PricedEntry) -> dict:
+    """The one rate row that priced the line, and what it is for in words: the row may later
+    change or go, and the line must still say what priced it."""
+    assert group.match is not None  # a time line's group always has its rate
+    row = group.match.row
+    return {
+        "row": row.id,
+        "level": int(group.match.level),
+        "level_label": group.match.level.label,
+        "rate": str(row.rate),
+        "from": row.valid_from.isoformat() if row.valid_from else None,
+        "to": row.valid_to.isoformat() if row.valid_to else None,
+        "for": _rate_target(row, first),
+    }
 
 
 def _line_minutes(minutes: Sequence[Fraction], policy: Policy) -> Fraction:
