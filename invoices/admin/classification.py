@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from invoices.admin.review_queue import ReviewQueueViews
@@ -17,7 +18,7 @@ from invoices.models import Category, Classification
 from invoices.review import CorrectionRefused, correct_entry, decide_entries
 
 # The list fits a 1400 px screen: long notes and reasons are cut (the entry's page has them).
-LIST_TEXT_CHARS = 60
+LIST_TEXT_CHARS = 50
 
 
 class BulkDecisionForm(forms.Form):
@@ -58,18 +59,16 @@ class ClassificationAdmin(ReviewQueueViews, admin.ModelAdmin):
     correction here is tier 1 and rebuilds the draft that holds the entry."""
 
     form = CorrectionForm
+    # Fits a 1400 px screen beside the admin's menus: the tier and its confidence share a
+    # column, and a pending entry's reason is that column's tooltip (and the review queue's).
     list_display = [
         "entry_date",
         "entry_person",
         "client",
         "short_notes",
         "category",
-        "tier_label",
-        "confidence",
+        "decided_by",
         "billable",
-        "billing_code",
-        "needs_review",
-        "short_reason",
     ]
     actions = ["decide_selected", "mark_not_billable"]
     list_filter = ["needs_review", "tier", "billable", "entry__client", "category"]
@@ -147,7 +146,7 @@ class ClassificationAdmin(ReviewQueueViews, admin.ModelAdmin):
 
     @admin.display(description="date", ordering="entry__date")
     def entry_date(self, obj):
-        return obj.entry.date
+        return f"{obj.entry.date:%Y-%m-%d}"
 
     @admin.display(description="person", ordering="entry__person__name")
     def entry_person(self, obj):
@@ -165,9 +164,20 @@ class ClassificationAdmin(ReviewQueueViews, admin.ModelAdmin):
     def short_notes(self, obj):
         return Truncator(obj.entry.notes).chars(LIST_TEXT_CHARS)
 
-    @admin.display(description="review reason")
+    @admin.display(description="needs review because", ordering="needs_review")
     def short_reason(self, obj):
-        return Truncator(obj.review_reason).chars(LIST_TEXT_CHARS)
+        return Truncator(obj.review_reason).chars(LIST_TEXT_CHARS) if obj.needs_review else ""
+
+    @admin.display(description="decided by", ordering="tier")
+    def decided_by(self, obj):
+        if obj.needs_review:
+            return format_html('<span title="{}">pending</span>', obj.review_reason)
+        if not obj.tier:
+            return "undecided (bills nothing)"
+        label = obj.source_label
+        if obj.tier == Classification.Tier.MEMORY and obj.memory_note:
+            label = f"similar to '{Truncator(obj.memory_note).chars(30)}'"
+        return f"{label} ({obj.confidence})" if obj.confidence is not None else label
 
     @admin.display(description="decided by")
     def tier_label(self, obj):
