@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 
 class _Choices(StrEnum):
@@ -51,7 +52,7 @@ class Policy:
     invoice_per_project: bool = False
     payment_terms_days: int = 30
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         """JSON-ready copy stored on each invoice, so the rules that priced it stay visible."""
         return {
             "currency": self.currency,

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 from invoices.core.policy import GroupBy, Policy, RoundingLocus
 from invoices.core.rates import RateMatch, RateRow, RateTable
@@ -38,6 +39,11 @@ FLAG_LATE_TIME = "late_time"
 FLAG_HELD = "held"
 
 ZERO = Decimal(0)
+
+# A line's derivation: JSON-ready, stored with the line (every key is part of what it shows).
+Derivation = dict[str, Any]
+# What groups entries into one line: the kind, the project, and the grouping's part.
+GroupKey = tuple[object, ...]
 
 
 @dataclass(frozen=True)
@@ -137,8 +143,8 @@ class LineDraft:
     project_code: str = ""
     project_name: str = ""
     entries: list[EntryPlacement] = field(default_factory=list)
-    derivation: dict = field(default_factory=dict)
-    sort_key: tuple = field(default=(), repr=False, compare=False)
+    derivation: Derivation = field(default_factory=dict)
+    sort_key: tuple[object, ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass
@@ -185,7 +191,7 @@ class _Group:
     billing_code: str = ""
 
 
-def _group_part(entry: PricedEntry, group_by: GroupBy) -> tuple:
+def _group_part(entry: PricedEntry, group_by: GroupBy) -> GroupKey:
     if group_by == GroupBy.ENTRY:
         return ("entry", entry.id)
     if group_by == GroupBy.CATEGORY:
@@ -242,7 +248,7 @@ def price_invoice(
 class _Placed:
     """Where an invoice's entries went: into line groups, pending (section 5), held (10.2)."""
 
-    groups: dict[tuple, _Group] = field(default_factory=dict)
+    groups: dict[GroupKey, _Group] = field(default_factory=dict)
     pending: list[EntryPlacement] = field(default_factory=list)
     held: list[EntryPlacement] = field(default_factory=list)
     # Some entry is billed time (a zero total is then flagged).
@@ -310,7 +316,7 @@ def _no_rate_reason(entry: PricedEntry) -> str:
     )
 
 
-def _add_no_charge(groups: dict[tuple, _Group], entry: PricedEntry, part: tuple) -> None:
+def _add_no_charge(groups: dict[GroupKey, _Group], entry: PricedEntry, part: GroupKey) -> None:
     group = groups.setdefault((KIND_NO_CHARGE, entry.project, part), _Group(KIND_NO_CHARGE))
     group.entries.append(entry)
     group.minutes.append(Fraction(entry.seconds, 60))
@@ -318,7 +324,11 @@ def _add_no_charge(groups: dict[tuple, _Group], entry: PricedEntry, part: tuple)
 
 
 def _add_time(
-    groups: dict[tuple, _Group], entry: PricedEntry, match: RateMatch, part: tuple, policy: Policy
+    groups: dict[GroupKey, _Group],
+    entry: PricedEntry,
+    match: RateMatch,
+    part: GroupKey,
+    policy: Policy,
 ) -> None:
     multiplier = policy.rate_multipliers.get(entry.category or "", Decimal(1))
     unit_price = round_rate(match.row.rate * multiplier)
@@ -417,7 +427,7 @@ def _build_line(group: _Group, policy: Policy) -> LineDraft:
     return line
 
 
-def _entries_derivation(group: _Group, raw_seconds: int) -> dict:
+def _entries_derivation(group: _Group, raw_seconds: int) -> Derivation:
     """Every line's derivation starts with its entries: how many, their raw minutes, and
     how many each tier classified."""
     sources: dict[str, int] = {}
@@ -430,7 +440,7 @@ def _entries_derivation(group: _Group, raw_seconds: int) -> dict:
     }
 
 
-def _late_time_derivation(group: _Group) -> dict:
+def _late_time_derivation(group: _Group) -> Derivation:
     late = sorted({f"{e.late_from:%Y-%m}" for e in group.entries if e.late_from})
     if not late:
         return {}
@@ -477,7 +487,7 @@ def _time_line(
         )
         for e, m in zip(group.entries, group.minutes, strict=True)
     ]
-    derivation: dict = {
+    derivation: Derivation = {
         "billed_minutes": _minutes_str(entry_minutes),
         "rate": _rate_derivation(group, first),
         "multiplier": str(group.multiplier),
@@ -519,7 +529,7 @@ def _time_line_minutes(group: _Group, policy: Policy) -> Fraction:
     return unadjusted + sum((m for m, a in pairs if a), Fraction(0))
 
 
-def _rate_derivation(group: _Group, first: PricedEntry) -> dict:
+def _rate_derivation(group: _Group, first: PricedEntry) -> Derivation:
     """The one rate row that priced the line, and what it is for in words: the row may later
     change or go, and the line must still say what priced it."""
     assert group.match is not None  # a time line's group always has its rate
@@ -546,14 +556,14 @@ def _line_minutes(minutes: Sequence[Fraction], policy: Policy) -> Fraction:
 
 def _adjustment_derivation(
     group: _Group, quantity: Decimal, amount: Decimal, policy: Policy, raw_seconds: int
-) -> dict:
+) -> Derivation:
     """Section 10.4: what the line would have billed (the standard value), the adjustment
     (signed), and each adjusted entry with who adjusted it and why."""
     standard_minutes = _line_minutes(group.standard, policy)
     standard_quantity = round_quantity(standard_minutes / 60)
     standard_amount = round_money(standard_quantity * group.unit_price, policy.currency)
     difference = amount - standard_amount
-    entries = [
+    entries: list[Derivation] = [
         {
             "entry": entry.id,
             "kind": entry.adjustment.direction,

@@ -47,6 +47,10 @@ def level_of(*, project: bool, client: bool, person: bool, role: bool) -> RateLe
     return base
 
 
+# Rows with the same target compete for the same entries: (client, project, person, role).
+RateTarget = tuple[int | None, int | None, int | None, str]
+
+
 @dataclass(frozen=True)
 class RateRow:
     """One row. `client`/`project`/`person` are ids (or None); `role` is a name (or "")."""
@@ -70,7 +74,7 @@ class RateRow:
         )
 
     @property
-    def target(self) -> tuple:
+    def target(self) -> RateTarget:
         """Rows with the same target compete for the same entries."""
         return (self.client, self.project, self.person, self.role.casefold())
 
@@ -93,7 +97,7 @@ class RateMatch:
 
 def find_overlaps(rows: Iterable[RateRow]) -> list[tuple[RateRow, RateRow]]:
     """Pairs of rows with the same target whose date ranges overlap (a configuration error)."""
-    by_target: dict[tuple, list[RateRow]] = {}
+    by_target: dict[RateTarget, list[RateRow]] = {}
     for row in rows:
         by_target.setdefault(row.target, []).append(row)
     conflicts = []
@@ -109,7 +113,7 @@ class RateTable:
     """Rows indexed by target so each lookup tries at most nine small lists."""
 
     def __init__(self, rows: Iterable[RateRow]):
-        self._by_target: dict[tuple, list[RateRow]] = {}
+        self._by_target: dict[RateTarget, list[RateRow]] = {}
         for row in rows:
             self._by_target.setdefault(row.target, []).append(row)
 
@@ -128,10 +132,12 @@ class RateTable:
             (None, None, None, role_key),
             (None, None, None, ""),
         ]
-        for level, target in zip(RateLevel, candidates, strict=True):
-            if target[3] is None:  # a role level, and the person has no role
+        for level, (of_client, of_project, of_person, of_role) in zip(
+            RateLevel, candidates, strict=True
+        ):
+            if of_role is None:  # a role level, and the person has no role
                 continue
-            for row in self._by_target.get(target, ()):
+            for row in self._by_target.get((of_client, of_project, of_person, of_role), ()):
                 if row.effective_on(day):
                     return RateMatch(row=row, level=level)
         return None

@@ -51,6 +51,8 @@ _ABBREVIATION = re.compile(
 
 
 def _written_out(match: re.Match[str]) -> str:
+    # Every alternative of the pattern is a group, so a match always has its last index.
+    assert match.lastindex is not None
     short, long = ABBREVIATIONS[match.lastindex - 1]
     return long if short[-1].isalnum() else long + " "
 
