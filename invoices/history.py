@@ -34,11 +34,13 @@ from invoices.models import (
     Classification,
     ClassificationRule,
     ClientPolicy,
+    EntryAdjustment,
     Firm,
     Invoice,
     InvoiceEntry,
     InvoiceLine,
     InvoicePush,
+    ManualLine,
     Rate,
     RateMultiplier,
 )
@@ -67,6 +69,9 @@ CONFIGURATION_MODELS = [
     (BillingCode, "BillingCodeHistory"),
     (RateMultiplier, "RateMultiplierHistory"),
     (Cap, "CapHistory"),
+    # A reviewer's write-downs and manual lines (billing semantics 10.4): who changed what.
+    (EntryAdjustment, "EntryAdjustmentHistory"),
+    (ManualLine, "ManualLineHistory"),
 ]
 
 for _model, _name in CONFIGURATION_MODELS:
@@ -84,6 +89,7 @@ INVOICE_FIELDS = [
     "period_start",
     "period_end",
     "status",
+    "number",
     "currency",
     "issue_date",
     "due_date",

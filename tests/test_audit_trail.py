@@ -225,3 +225,31 @@ def test_lines_and_links_are_recorded_once_per_statement():
         == ["invoices_invoiceentry"] * 3 + ["invoices_invoiceline"] * 3
     )
     assert {row_bit for _, row_bit in rows} == {0}
+
+
+def test_the_number_given_at_approval_and_write_downs_are_in_the_trail(db):
+    import datetime as dt
+    from decimal import Decimal
+
+    from django.contrib.auth.models import User
+
+    from invoices.adjustments import adjust_entry
+    from invoices.approval import approve_invoice
+    from invoices.drafting import Period, draft_invoices
+    from invoices.history import HISTORY_MODEL_NAMES
+    from tests import billing_fixtures as make
+
+    assert {"EntryAdjustmentHistory", "ManualLineHistory"} <= set(HISTORY_MODEL_NAMES)
+    make.firm()
+    make.rule(make.category("development"), task="Dev")
+    project = make.project(make.client("Acme"), "ACME")
+    ana = make.person("Ana Pereira", "Partner")
+    make.rate("200.00", role="Partner")
+    entry = make.entry(project, ana, minutes=60, day=dt.date(2026, 10, 5))
+    boss = User.objects.create_superuser("boss", "b@example.com", "x")
+    draft_invoices(period=Period.month("2026-10"))
+    adjust_entry(entry=entry, user=boss, billed_hours=Decimal("0.5"), reason="learning time")
+    [invoice] = draft_invoices(period=Period.month("2026-10")).invoices
+    approve_invoice(invoice=invoice, user=boss)
+    assert invoice.history.filter(number="INV-2026-0001").exists()
+    assert entry.adjustment.history.filter(reason="learning time").exists()
