@@ -167,7 +167,7 @@ def synthetic_exports(n: int, clients: int, seed: int = 7) -> dict[str, bytes]:
         date_iso = f"2026-10-{day:02d}"
         kind = i % 3
         if kind == 0:
-            hours = f"{minutes / 60:.2f}"  # a test-data generator: float is fine here, never in the product
+            hours = f"{minutes / 60:.2f}"  # test data: float is fine here
             h.writerow(
                 [
                     date_iso,
