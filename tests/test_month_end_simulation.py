@@ -22,6 +22,7 @@ request ids. After every step:
 import csv
 import io
 import os
+import random
 import re
 import sys
 from decimal import ROUND_HALF_UP
@@ -180,6 +181,9 @@ class MonthEnd(RuleBasedStateMachine):
                 "QBO_RETRY_MAX_SECONDS",
             )
         }
+        # Plain http to the local fake (the OAuth library refuses it otherwise).
+        self.saved_transport = os.environ.get("OAUTHLIB_INSECURE_TRANSPORT")
+        os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
         django_settings.BILLABLES_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
         django_settings.QBO_CLIENT_ID = self.fake.client_id
         django_settings.QBO_CLIENT_SECRET = self.fake.client_secret
@@ -202,6 +206,10 @@ class MonthEnd(RuleBasedStateMachine):
             for name, value in self.saved.items():
                 setattr(django_settings, name, value)
             pushing._sleep = self.saved_sleep
+            if self.saved_transport is None:
+                os.environ.pop("OAUTHLIB_INSECURE_TRANSPORT", None)
+            else:
+                os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = self.saved_transport
 
     def _step(self):
         COUNTS["steps"] += 1
@@ -415,8 +423,10 @@ class MonthEnd(RuleBasedStateMachine):
             return
         self.fake.switches.drop_invoice_responses = 1 if lose_response else 0
         self.fake.switches.forget_dropped_request_ids = forget
-        qbo_service.push(push_id=row.pk)
+        pushed = qbo_service.push(push_id=row.pk)
         self.fake.switches.drop_invoice_responses = 0
+        # Every push of this simulation must reach the fake; a refusal is a finding.
+        assert pushed.status in ("pushed", "mismatch"), (pushed.status, pushed.last_error)
         COUNTS["pushed"] += 1
 
     @rule(pick=st.integers(0, 10**6), lose_response=st.booleans())
@@ -523,8 +533,11 @@ def test_month_end_histories_keep_every_invariant():
         stateful_step_count=STEPS,
         deadline=None,
         suppress_health_check=list(HealthCheck),
-        derandomize=os.environ.get("SIMULATION_SEED") is None,
+        derandomize=False,
     )
+    # A fixed seed by default (the same histories every run; seed 11 plays a rich mix of
+    # approvals, voids and pushes); SIMULATION_SEED=<n> plays others.
+    random.seed(int(os.environ.get("SIMULATION_SEED", "11")))
     COUNTS.update({name: 0 for name in COUNTS})
     RULES.clear()
     MonthEnd.TestCase().runTest()
