@@ -108,22 +108,26 @@ def draft_invoices(
     return summary
 
 
+def approved_invoices_covering_entry():
+    """For a subquery over time entries: the approved invoices of the entry's client (and
+    project, when invoiced per project) whose period holds the entry's date. An entry with one
+    and no live invoice is late time (section 10.1)."""
+    return Invoice.objects.filter(
+        Q(project__isnull=True) | Q(project_id=OuterRef("project_id")),
+        client_id=OuterRef("client_id"),
+        status=InvoiceStatus.APPROVED,
+        period_start__lte=OuterRef("date"),
+        period_end__gte=OuterRef("date"),
+    )
+
+
 def _clients_to_draft(period: Period, client_ids: Iterable[int] | None) -> list[int]:
     """Clients with entries in the period, with late time for it (section 10.1), with manual
     lines to bill in it (10.4), or with a draft of it to rebuild or remove (its entries may all
     have moved away)."""
     in_period = TimeEntry.objects.filter(date__gte=period.start, date__lte=period.end)
     late = TimeEntry.objects.filter(date__lt=period.start).exclude(invoice_links__is_live=True)
-    late = late.filter(
-        Exists(
-            Invoice.objects.filter(
-                client_id=OuterRef("client_id"),
-                status=InvoiceStatus.APPROVED,
-                period_start__lte=OuterRef("date"),
-                period_end__gte=OuterRef("date"),
-            )
-        )
-    )
+    late = late.filter(Exists(approved_invoices_covering_entry()))
     drafts = Invoice.objects.filter(
         period_start=period.start, period_end=period.end, status=InvoiceStatus.DRAFT
     )
@@ -192,13 +196,7 @@ def _draft_client(
 
         # Section 10.1: an entry dated in a period whose invoice is already approved is late
         # time, and goes on this (a later) draft, flagged with the period it is from.
-        approved_period = Invoice.objects.filter(
-            Q(project__isnull=True) | Q(project_id=OuterRef("project_id")),
-            client_id=client_id,
-            status=InvoiceStatus.APPROVED,
-            period_start__lte=OuterRef("date"),
-            period_end__gte=OuterRef("date"),
-        )
+        approved_period = approved_invoices_covering_entry()
         entries = (
             TimeEntry.objects.filter(
                 Q(date__gte=period.start, date__lte=period.end)

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from invoices.core.rounding import round_quantity
-from invoices.drafting import hold_reason
-from invoices.models import Invoice, InvoiceStatus
+from invoices.drafting import approved_invoices_covering_entry, hold_reason
 from timesheets.models import TimeEntry
 
 # Age buckets of unbilled time, in days since the entry's date (as accounts receivable ages).
@@ -32,13 +31,7 @@ AGE_BUCKETS = ((30, "0-30 days"), (60, "31-60 days"), (90, "61-90 days"), (None,
 def unbilled_entries(*, client_ids: Iterable[int] | None = None) -> list[TimeEntry]:
     """Entries on no live invoice that bill (or would, but for a hold), oldest first; each has
     `unbilled_reason` and `age_days`."""
-    approved_period = Invoice.objects.filter(
-        Q(project__isnull=True) | Q(project_id=OuterRef("project_id")),
-        client_id=OuterRef("client_id"),
-        status=InvoiceStatus.APPROVED,
-        period_start__lte=OuterRef("date"),
-        period_end__gte=OuterRef("date"),
-    )
+    approved_period = approved_invoices_covering_entry()
     entries = (
         TimeEntry.objects.exclude(invoice_links__is_live=True)
         .filter(
