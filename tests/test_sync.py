@@ -49,9 +49,13 @@ from timesheets.sync.remote import RemoteEntry, RemoteProject, RemoteUser
 
 pytestmark = pytest.mark.django_db
 KEY = Fernet.generate_key().decode()
-TODAY = timezone.now().date()
-DAY = TODAY - dt.timedelta(days=3)  # inside every rolling window
+DAY = timezone.now().date() - dt.timedelta(days=3)  # inside every rolling window
 Status, RunStatus = TrackerConnection.Status, SyncRun.Status
+
+
+def today() -> dt.date:
+    """Today at the moment of asking: a run that crosses midnight must not compare with yesterday."""
+    return timezone.now().date()
 
 
 @pytest.fixture(autouse=True)
@@ -175,8 +179,8 @@ def test_harvest_follows_cursor_links_to_the_last_page(firm, harvest_api):
     assert len(pages) == 3
     assert pages[0].query == {
         "per_page": "50",
-        "from": (TODAY - dt.timedelta(days=45)).isoformat(),
-        "to": (TODAY + dt.timedelta(days=1)).isoformat(),
+        "from": (today() - dt.timedelta(days=45)).isoformat(),
+        "to": (today() + dt.timedelta(days=1)).isoformat(),
     }
     # Later pages are the cursor links, followed verbatim (no page numbers built here).
     assert [set(p.query) for p in pages[1:]] == [{"cursor", "per_page", "ref"}] * 2
@@ -323,9 +327,9 @@ def test_deleted_entry_is_noticed_in_the_window_and_comes_back_if_restored(firm,
     kept = fake.add_entry(user_id=101, project_id=201, spent_date=DAY, hours="1")
     gone = fake.add_entry(user_id=101, project_id=201, spent_date=DAY, hours="2", notes="x")
     old = fake.add_entry(
-        user_id=101, project_id=201, spent_date=TODAY - dt.timedelta(days=60), hours="3"
+        user_id=101, project_id=201, spent_date=today() - dt.timedelta(days=60), hours="3"
     )
-    conn = harvest_connection(fake, sync_from=TODAY - dt.timedelta(days=90))
+    conn = harvest_connection(fake, sync_from=today() - dt.timedelta(days=90))
     assert run(conn).created == 3
     fake.delete_entry(gone["id"])
     fake.delete_entry(old["id"])  # outside the 45-day window: not noticed
@@ -623,7 +627,7 @@ def test_a_second_sync_of_the_same_connection_is_skipped(firm, harvest_api):
     thread.start()
     assert hold.reached.wait(timeout=30)
     running = SyncRun.objects.get(status=RunStatus.RUNNING)  # a long run shows its progress
-    window = f"{TODAY - dt.timedelta(days=45)} to {TODAY + dt.timedelta(days=1)}"
+    window = f"{today() - dt.timedelta(days=45)} to {today() + dt.timedelta(days=1)}"
     assert (running.pages, running.created, running.progress) == (
         1,
         5,
@@ -876,7 +880,7 @@ def test_clockify_detailed_report_pages_to_the_end(firm, clockify_api):
     result = run(conn)
 
     reports = [r for r in cf.requests if r.path.endswith("/reports/detailed")]
-    first, second = TODAY - dt.timedelta(days=45), TODAY - dt.timedelta(days=14)
+    first, second = today() - dt.timedelta(days=45), today() - dt.timedelta(days=14)
     assert [
         (
             r.body["dateRangeStart"],
@@ -888,7 +892,7 @@ def test_clockify_detailed_report_pages_to_the_end(firm, clockify_api):
     ] == [
         (f"{first}T00:00:00.000Z", f"{second - dt.timedelta(days=1)}T23:59:59.999Z", 1, 50),
         *[
-            (f"{second}T00:00:00.000Z", f"{TODAY + dt.timedelta(days=1)}T23:59:59.999Z", n, 50)
+            (f"{second}T00:00:00.000Z", f"{today() + dt.timedelta(days=1)}T23:59:59.999Z", n, 50)
             for n in (1, 2, 3)
         ],
     ]
@@ -993,7 +997,7 @@ def test_toggl_me_reads_the_window_when_the_cursor_is_older_than_toggl_reaches(f
     result = run(conn)
     asked = [r for r in tg.requests if r.path.endswith("/me/time_entries")]
     assert [set(r.query) for r in asked] == [{"meta", "start_date", "end_date"}] * 2
-    assert asked[0].query["start_date"][:10] == str(TODAY - dt.timedelta(days=45))
+    assert asked[0].query["start_date"][:10] == str(today() - dt.timedelta(days=45))
     assert result.created == 1
     assert result.error_messages == [
         "the last successful run is older than 90 days, the furthest back the tracker lists "
