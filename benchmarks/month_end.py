@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DEFAULT_SIZES = [1_000, 10_000, 100_000]
-BENCH_DB = "billables_bench"
+BENCH_DB = os.environ.get("BENCH_DB", "billables_bench")  # one per concurrent run
 
 NOTES = [
     "Client call re: scope change",
