@@ -1,0 +1,115 @@
+"""What a client is billed by: categories, the client's policy (section 3), its billing codes,
+rate multipliers and not-to-exceed caps."""
+
+from django.db import models
+from django.db.models import Q
+
+from invoices.core.policy import GroupBy, RoundingLocus, RoundingMode
+from invoices.models.amounts import MONEY
+from timesheets.models import Client, Project
+
+
+class Category(models.Model):
+    key = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    billable = models.BooleanField(default=True, help_text="Billable by default.")
+    billing_code = models.CharField(max_length=20, blank=True, help_text="Default billing code.")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ClientPolicy(models.Model):
+    """A client's billing rules (billing semantics section 3). Every field has the spec default."""
+
+    client = models.OneToOneField(
+        Client, on_delete=models.CASCADE, primary_key=True, related_name="policy"
+    )
+    currency = models.CharField(max_length=3, blank=True, help_text="Empty: the firm currency.")
+    rounding_increment_minutes = models.PositiveSmallIntegerField(default=0)
+    rounding_mode = models.CharField(
+        max_length=10, choices=RoundingMode.choices(), default=RoundingMode.UP
+    )
+    rounding_locus = models.CharField(
+        max_length=10, choices=RoundingLocus.choices(), default=RoundingLocus.ENTRY
+    )
+    minimum_minutes = models.PositiveSmallIntegerField(default=0)
+    non_billable_categories = models.ManyToManyField(Category, blank=True, related_name="+")
+    require_billing_codes = models.BooleanField(default=False)
+    discount_percent = models.DecimalField(max_digits=5, decimal_places=2, default=0)
+    group_lines_by = models.CharField(
+        max_length=20, choices=GroupBy.choices(), default=GroupBy.ENTRY
+    )
+    show_non_billable = models.BooleanField(default=False)
+    invoice_per_project = models.BooleanField(default=False)
+    payment_terms_days = models.PositiveSmallIntegerField(default=30)
+    # What the client's invoice is addressed to (printable invoice and PDF).
+    billing_address = models.TextField(blank=True)
+    billing_email = models.EmailField(blank=True)
+    po_number = models.CharField(max_length=50, blank=True, help_text="Purchase order number.")
+    bill_approved_only = models.BooleanField(
+        default=False,
+        help_text="Hold entries the tracker reports as not approved (billing semantics 10.2).",
+    )
+
+    class Meta:
+        verbose_name_plural = "client policies"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(discount_percent__gte=0, discount_percent__lte=100),
+                name="policy_discount_0_to_100",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Policy of {self.client}"
+
+
+class BillingCode(models.Model):
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="billing_codes")
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="+")
+    code = models.CharField(max_length=20)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint("client", "category", name="billing_code_once_per_category")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category.key} -> {self.code}"
+
+
+class RateMultiplier(models.Model):
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="rate_multipliers")
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="+")
+    factor = models.DecimalField(max_digits=6, decimal_places=4)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint("client", "category", name="multiplier_once_per_category"),
+            models.CheckConstraint(condition=Q(factor__gte=0), name="multiplier_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category.key} x {self.factor}"
+
+
+class Cap(models.Model):
+    """A not-to-exceed amount for one project's lines per invoice period."""
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="caps")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="caps")
+    amount = models.DecimalField(**MONEY)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint("project", name="cap_once_per_project"),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="cap_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} <= {self.amount}"
