@@ -18,6 +18,7 @@ same text.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -78,27 +79,44 @@ def export_rules() -> str:
 
 def build_document() -> dict[str, Any]:
     """The configuration as plain data in the rules file's shape."""
-    problems: list[str] = []
     firm = Firm.load()
-    people = {p.id: p for p in Person.objects.all()}
-    projects = {p.id: p for p in Project.objects.select_related("client")}
+    export = _Export(
+        people={p.id: p for p in Person.objects.all()},
+        projects={p.id: p for p in Project.objects.select_related("client")},
+    )
+    categories = _categories_part()
+    rules_by_client = export.rules_by_client()
+    people_part = export.people_part()
+    rates_by_client = export.rates_by_client()
+    clients_part = export.clients_part(rules_by_client, rates_by_client)
+    if export.problems:
+        raise RulesExportError(export.problems)
+    return {
+        "firm": _firm_part(firm),
+        "categories": categories,
+        "rules": rules_by_client.get(None, []),
+        "people": people_part,
+        "rates": _sorted_rates(rates_by_client, None),
+        "clients": clients_part,
+    }
 
-    def project_code(project_id: int, what: str) -> str:
-        project = projects[project_id]
-        if not project.code:
-            problems.append(
-                f"{what} refers to project {project.name!r} of {project.client.name!r}, which "
-                "has no code; give the project a code"
-            )
-        return project.code
 
+# Rate items by client id (None: firm-wide), each beside the key it is sorted by.
+RatesByClient = dict[int | None, list[tuple[tuple[Any, ...], dict[str, Any]]]]
+RulesByClient = dict[int | None, list[dict[str, Any]]]
+
+
+def _firm_part(firm: Firm) -> dict[str, Any]:
     firm_part: dict[str, Any] = {"name": firm.name, "currency": firm.currency}
     if firm.default_rate is not None:
         firm_part["default_rate"] = firm.default_rate
     for name in ("address", "tax_id", "logo_url", "payment_instructions"):
         if getattr(firm, name):
             firm_part[name] = getattr(firm, name)
+    return firm_part
 
+
+def _categories_part() -> list[dict[str, Any]]:
     categories = []
     for category in sorted(Category.objects.all(), key=lambda c: c.key):
         item: dict[str, Any] = {
@@ -109,42 +127,84 @@ def build_document() -> dict[str, Any]:
         if category.billing_code:
             item["billing_code"] = category.billing_code
         categories.append(item)
+    return categories
 
-    rules_by_client: dict[int | None, list[dict[str, Any]]] = {}
-    for rule in ClassificationRule.objects.select_related("category").order_by("priority", "id"):
-        item = {"priority": rule.priority}
-        if rule.task:
-            item["task"] = rule.task
-        if rule.notes_regex:
-            item["notes_regex"] = rule.notes_regex
-        if rule.project_id is not None:
-            item["project"] = project_code(rule.project_id, f"classification rule #{rule.id}")
-        item["category"] = rule.category.key
-        rules_by_client.setdefault(rule.client_id, []).append(item)
 
-    people_part = []
-    for person in sorted(people.values(), key=lambda p: p.email.casefold()):
-        item = {"email": person.email, "name": person.name}
-        if person.role:
-            item["role"] = person.role
-        people_part.append(item)
+def _sorted_rates(rates_by_client: RatesByClient, client_id: int | None) -> list[dict[str, Any]]:
+    return [item for _, item in sorted(rates_by_client.get(client_id, []), key=_first)]
 
-    rates_by_client: dict[int | None, list[tuple[tuple[Any, ...], dict[str, Any]]]] = {}
-    for rate in Rate.objects.all():
-        # A project row belongs to its project's client (as invoices.configuration reads it).
-        client_id = projects[rate.project_id].client_id if rate.project_id else rate.client_id
-        if client_id is None and rate.person_id is None and not rate.role:
-            problems.append(
-                f"rate #{rate.id} is a firm-wide row for no person and no role; the firm "
-                "default belongs in Firm.default_rate"
+
+@dataclass
+class _Export:
+    """The rows every section refers to, and what cannot be written as a rules file (all
+    collected, then raised together)."""
+
+    people: dict[int, Person]
+    projects: dict[int, Project]
+    problems: list[str] = field(default_factory=list)
+
+    def project_code(self, project_id: int, what: str) -> str:
+        project = self.projects[project_id]
+        if not project.code:
+            self.problems.append(
+                f"{what} refers to project {project.name!r} of {project.client.name!r}, which "
+                "has no code; give the project a code"
             )
-            continue
-        item = {}
+        return project.code
+
+    def rules_by_client(self) -> RulesByClient:
+        rules_by_client: RulesByClient = {}
+        for rule in ClassificationRule.objects.select_related("category").order_by(
+            "priority", "id"
+        ):
+            item: dict[str, Any] = {"priority": rule.priority}
+            if rule.task:
+                item["task"] = rule.task
+            if rule.notes_regex:
+                item["notes_regex"] = rule.notes_regex
+            if rule.project_id is not None:
+                item["project"] = self.project_code(
+                    rule.project_id, f"classification rule #{rule.id}"
+                )
+            item["category"] = rule.category.key
+            rules_by_client.setdefault(rule.client_id, []).append(item)
+        return rules_by_client
+
+    def people_part(self) -> list[dict[str, Any]]:
+        people_part = []
+        for person in sorted(self.people.values(), key=lambda p: p.email.casefold()):
+            item = {"email": person.email, "name": person.name}
+            if person.role:
+                item["role"] = person.role
+            people_part.append(item)
+        return people_part
+
+    def rates_by_client(self) -> RatesByClient:
+        rates_by_client: RatesByClient = {}
+        for rate in Rate.objects.all():
+            # A project row belongs to its project's client (as invoices.configuration reads it).
+            client_id = (
+                self.projects[rate.project_id].client_id if rate.project_id else rate.client_id
+            )
+            if client_id is None and rate.person_id is None and not rate.role:
+                self.problems.append(
+                    f"rate #{rate.id} is a firm-wide row for no person and no role; the firm "
+                    "default belongs in Firm.default_rate"
+                )
+                continue
+            rates_by_client.setdefault(client_id, []).append(self.rate_item(rate, client_id))
+        return rates_by_client
+
+    def rate_item(
+        self, rate: Rate, client_id: int | None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """A rate row as a file item, beside its sort key (level, then target, then start)."""
+        item: dict[str, Any] = {}
         code = ""
         if rate.project_id is not None:
-            code = project_code(rate.project_id, f"rate #{rate.id}")
+            code = self.project_code(rate.project_id, f"rate #{rate.id}")
             item["project"] = code
-        email = people[rate.person_id].email if rate.person_id is not None else ""
+        email = self.people[rate.person_id].email if rate.person_id is not None else ""
         if email:
             item["person"] = email
         if rate.role:
@@ -167,80 +227,91 @@ def build_document() -> dict[str, Any]:
             rate.role.casefold(),
             rate.valid_from or dt.date.min,
         )
-        rates_by_client.setdefault(client_id, []).append((sort_key, item))
+        return sort_key, item
 
-    def sorted_rates(client_id: int | None) -> list[dict[str, Any]]:
-        return [item for _, item in sorted(rates_by_client.get(client_id, []), key=_first)]
+    def caps_by_client(self) -> dict[int, list[dict[str, Any]]]:
+        caps: dict[int, list[dict[str, Any]]] = {}
+        for cap in Cap.objects.all():
+            code = self.project_code(cap.project_id, f"cap #{cap.id}")
+            owner = self.projects[cap.project_id].client_id
+            caps.setdefault(owner, []).append({"project": code, "amount": cap.amount})
+        return caps
 
-    policies = {
-        p.client_id: p for p in ClientPolicy.objects.prefetch_related("non_billable_categories")
-    }
-    codes: dict[int, dict[str, str]] = {}
-    for code_row in BillingCode.objects.select_related("category"):
-        codes.setdefault(code_row.client_id, {})[code_row.category.key] = code_row.code
-    factors: dict[int, dict[str, Decimal]] = {}
-    for multiplier in RateMultiplier.objects.select_related("category"):
-        factors.setdefault(multiplier.client_id, {})[multiplier.category.key] = multiplier.factor
-    caps: dict[int, list[dict[str, Any]]] = {}
-    for cap in Cap.objects.all():
-        code = project_code(cap.project_id, f"cap #{cap.id}")
-        owner = projects[cap.project_id].client_id
-        caps.setdefault(owner, []).append({"project": code, "amount": cap.amount})
-
-    clients_part = []
-    for client in sorted(Client.objects.all(), key=lambda c: c.name.casefold()):
-        # A client without a policy row is priced with the defaults, which is what an
-        # unsaved ClientPolicy holds.
-        saved = client.id in policies
-        policy = policies[client.id] if saved else ClientPolicy(client=client)
-        item = {"name": client.name}
-        if policy.currency:
-            item["currency"] = policy.currency
-        item["rounding"] = {
-            "increment_minutes": policy.rounding_increment_minutes,
-            "mode": str(policy.rounding_mode),
-            "locus": str(policy.rounding_locus),
+    def clients_part(
+        self, rules_by_client: RulesByClient, rates_by_client: RatesByClient
+    ) -> list[dict[str, Any]]:
+        policies = {
+            p.client_id: p for p in ClientPolicy.objects.prefetch_related("non_billable_categories")
         }
-        item["minimum_minutes"] = policy.minimum_minutes
-        item["non_billable_categories"] = (
-            sorted(c.key for c in policy.non_billable_categories.all()) if saved else []
-        )
-        item["billing_codes"] = dict(sorted(codes.get(client.id, {}).items()))
-        item["require_billing_codes"] = policy.require_billing_codes
-        item["rate_multipliers"] = dict(sorted(factors.get(client.id, {}).items()))
-        # An unsaved policy holds the int default 0; the column's scale is 2 places, which is
-        # what a saved one reads back as, so a policy-less client exports like a default one.
-        item["discount_percent"] = policy.discount_percent if saved else Decimal("0.00")
-        item["caps"] = sorted(caps.get(client.id, []), key=lambda c: c["project"].casefold())
-        item["group_lines_by"] = str(policy.group_lines_by)
-        item["show_non_billable"] = policy.show_non_billable
-        item["bill_approved_only"] = policy.bill_approved_only
-        item["invoice_per_project"] = policy.invoice_per_project
-        item["payment_terms_days"] = policy.payment_terms_days
-        for name in ("billing_address", "billing_email", "po_number"):
-            if getattr(policy, name):
-                item[name] = getattr(policy, name)
-        item["projects"] = [
-            _project_item(p)
-            for p in sorted(
-                (p for p in projects.values() if p.client_id == client.id),
-                key=lambda p: p.name.casefold(),
+        codes: dict[int, dict[str, str]] = {}
+        for code_row in BillingCode.objects.select_related("category"):
+            codes.setdefault(code_row.client_id, {})[code_row.category.key] = code_row.code
+        factors: dict[int, dict[str, Decimal]] = {}
+        for multiplier in RateMultiplier.objects.select_related("category"):
+            factors.setdefault(multiplier.client_id, {})[multiplier.category.key] = (
+                multiplier.factor
             )
-        ]
-        item["rates"] = sorted_rates(client.id)
-        item["rules"] = rules_by_client.get(client.id, [])
-        clients_part.append(item)
+        caps = self.caps_by_client()
 
-    if problems:
-        raise RulesExportError(problems)
-    return {
-        "firm": firm_part,
-        "categories": categories,
-        "rules": rules_by_client.get(None, []),
-        "people": people_part,
-        "rates": sorted_rates(None),
-        "clients": clients_part,
+        clients_part = []
+        for client in sorted(Client.objects.all(), key=lambda c: c.name.casefold()):
+            # A client without a policy row is priced with the defaults, which is what an
+            # unsaved ClientPolicy holds.
+            saved = client.id in policies
+            policy = policies[client.id] if saved else ClientPolicy(client=client)
+            item = _policy_item(client, policy, saved=saved)
+            item["billing_codes"] = dict(sorted(codes.get(client.id, {}).items()))
+            item["require_billing_codes"] = policy.require_billing_codes
+            item["rate_multipliers"] = dict(sorted(factors.get(client.id, {}).items()))
+            # An unsaved policy holds the int default 0; the column's scale is 2 places, which
+            # is what a saved one reads back as, so a policy-less client exports like a
+            # default one.
+            item["discount_percent"] = policy.discount_percent if saved else Decimal("0.00")
+            item["caps"] = sorted(caps.get(client.id, []), key=lambda c: c["project"].casefold())
+            item.update(_policy_tail(policy))
+            item["projects"] = [
+                _project_item(p)
+                for p in sorted(
+                    (p for p in self.projects.values() if p.client_id == client.id),
+                    key=lambda p: p.name.casefold(),
+                )
+            ]
+            item["rates"] = _sorted_rates(rates_by_client, client.id)
+            item["rules"] = rules_by_client.get(client.id, [])
+            clients_part.append(item)
+        return clients_part
+
+
+def _policy_item(client: Client, policy: ClientPolicy, *, saved: bool) -> dict[str, Any]:
+    """A client item's fields up to its non-billable categories, in the file's order."""
+    item: dict[str, Any] = {"name": client.name}
+    if policy.currency:
+        item["currency"] = policy.currency
+    item["rounding"] = {
+        "increment_minutes": policy.rounding_increment_minutes,
+        "mode": str(policy.rounding_mode),
+        "locus": str(policy.rounding_locus),
     }
+    item["minimum_minutes"] = policy.minimum_minutes
+    item["non_billable_categories"] = (
+        sorted(c.key for c in policy.non_billable_categories.all()) if saved else []
+    )
+    return item
+
+
+def _policy_tail(policy: ClientPolicy) -> dict[str, Any]:
+    """A client item's fields from its line grouping to its addressing, in the file's order."""
+    item: dict[str, Any] = {
+        "group_lines_by": str(policy.group_lines_by),
+        "show_non_billable": policy.show_non_billable,
+        "bill_approved_only": policy.bill_approved_only,
+        "invoice_per_project": policy.invoice_per_project,
+        "payment_terms_days": policy.payment_terms_days,
+    }
+    for name in ("billing_address", "billing_email", "po_number"):
+        if getattr(policy, name):
+            item[name] = getattr(policy, name)
+    return item
 
 
 def _first(pair: tuple[tuple[Any, ...], dict[str, Any]]) -> tuple[Any, ...]:

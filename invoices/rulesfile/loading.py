@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
@@ -269,110 +269,155 @@ def _unique(
 
 def reference_problems(raw: dict[str, Any]) -> list[_Problem]:
     """Problems between parts of the file, read leniently from the raw mapping."""
-    problems: list[_Problem] = []
-
+    check = _ReferenceCheck()
     # What the file lists, whatever else is wrong with those items: a category whose name is
     # missing still exists as far as the rules naming it are concerned.
-    category_keys: dict[str, Loc] = {}
-    for i, item in _items(raw, "categories"):
-        if key := _text_field(item, "key"):
-            _unique(problems, category_keys, key, ("categories", i, "key"), "category key", key)
-    emails: dict[str, Loc] = {}
-    for i, item in _items(raw, "people"):
-        if email := _text_field(item, "email"):
-            _unique(problems, emails, email.casefold(), ("people", i, "email"), "email", email)
-
-    client_names: dict[str, Loc] = {}
-    display_names: dict[int, str] = {}
-    project_codes: dict[str, Loc] = {}  # casefolded code -> where it is listed
-    code_owner: dict[str, int] = {}  # casefolded code -> client index
+    check.list_categories(raw)
+    check.list_people(raw)
+    check.list_clients(raw)
+    # Then what the file's items name, in the order of the file's sections.
+    check.rules(raw, ("rules",), None)
+    check.prepare_rate_rows()
+    for i, item in _items(raw, "rates"):
+        check.rate(item, ("rates", i), None)
     for ci, client in _items(raw, "clients"):
-        display_names[ci] = _text_field(client, "name") or f"clients[{ci}]"
-        if name := _text_field(client, "name"):
-            _unique(
-                problems, client_names, name.casefold(), ("clients", ci, "name"), "client", name
-            )
+        if isinstance(client, dict):
+            check.client(ci, client)
+    check.overlaps()
+    return check.problems
+
+
+@dataclass
+class _ReferenceCheck:
+    """The reference pass's state: what the file lists, and the problems found so far."""
+
+    problems: list[_Problem] = field(default_factory=list)
+    category_keys: dict[str, Loc] = field(default_factory=dict)
+    emails: dict[str, Loc] = field(default_factory=dict)
+    client_names: dict[str, Loc] = field(default_factory=dict)
+    display_names: dict[int, str] = field(default_factory=dict)
+    project_codes: dict[str, Loc] = field(default_factory=dict)  # casefolded code -> where
+    code_owner: dict[str, int] = field(default_factory=dict)  # casefolded code -> client index
+    # Rate rows for the overlap check: references become small ints (RateRow's ids) so that
+    # `glx-shop` and `GLX-SHOP` are one target, as they are one project.
+    rate_rows: list[RateRow] = field(default_factory=list)
+    targets: dict[str, str] = field(default_factory=dict)  # row path -> what it is for, in words
+    rate_locs: dict[str, Loc] = field(default_factory=dict)
+    project_ids: dict[str, int] = field(default_factory=dict)
+    person_ids: dict[str, int] = field(default_factory=dict)
+
+    # --- what the file lists ----------------------------------------------------------------
+
+    def list_categories(self, raw: object) -> None:
+        for i, item in _items(raw, "categories"):
+            if key := _text_field(item, "key"):
+                loc = ("categories", i, "key")
+                _unique(self.problems, self.category_keys, key, loc, "category key", key)
+
+    def list_people(self, raw: object) -> None:
+        for i, item in _items(raw, "people"):
+            if email := _text_field(item, "email"):
+                loc = ("people", i, "email")
+                _unique(self.problems, self.emails, email.casefold(), loc, "email", email)
+
+    def list_clients(self, raw: object) -> None:
+        for ci, client in _items(raw, "clients"):
+            self.display_names[ci] = _text_field(client, "name") or f"clients[{ci}]"
+            if name := _text_field(client, "name"):
+                loc = ("clients", ci, "name")
+                _unique(self.problems, self.client_names, name.casefold(), loc, "client", name)
+            self.list_projects(ci, client)
+
+    def list_projects(self, ci: int, client: object) -> None:
         project_names: dict[str, Loc] = {}
         for pj, project in _items(client, "projects"):
             if code := _text_field(project, "code"):
                 loc = ("clients", ci, "projects", pj, "code")
-                _unique(problems, project_codes, code.casefold(), loc, "project code", code)
-                code_owner.setdefault(code.casefold(), ci)
+                _unique(
+                    self.problems, self.project_codes, code.casefold(), loc, "project code", code
+                )
+                self.code_owner.setdefault(code.casefold(), ci)
             if pname := _text_field(project, "name"):
                 loc = ("clients", ci, "projects", pj, "name")
-                _unique(problems, project_names, pname.casefold(), loc, "project name", pname)
+                _unique(self.problems, project_names, pname.casefold(), loc, "project name", pname)
 
-    def check_category(key: str, loc: Loc) -> None:
-        if key not in category_keys:
-            problems.append(_Problem(loc, f"unknown category {key!r}"))
+    # --- what the file's items name ---------------------------------------------------------
 
-    def check_person(email: str, loc: Loc) -> bool:
-        if email.casefold() not in emails:
-            problems.append(_Problem(loc, f"unknown person {email!r} (not listed under people)"))
+    def category(self, key: str, loc: Loc) -> None:
+        if key not in self.category_keys:
+            self.problems.append(_Problem(loc, f"unknown category {key!r}"))
+
+    def person(self, email: str, loc: Loc) -> bool:
+        if email.casefold() not in self.emails:
+            self.problems.append(
+                _Problem(loc, f"unknown person {email!r} (not listed under people)")
+            )
             return False
         return True
 
-    def check_project(code: str, loc: Loc, client: int | None) -> bool:
-        owner = code_owner.get(code.casefold())
+    def project(self, code: str, loc: Loc, client: int | None) -> bool:
+        owner = self.code_owner.get(code.casefold())
         if owner is None:
-            where = f"a project of {display_names[client]}" if client is not None else "listed"
-            problems.append(_Problem(loc, f"unknown project {code!r} (not {where})"))
+            where = f"a project of {self.display_names[client]}" if client is not None else "listed"
+            self.problems.append(_Problem(loc, f"unknown project {code!r} (not {where})"))
             return False
         if client is not None and owner != client:
-            problems.append(
+            self.problems.append(
                 _Problem(
-                    loc, f"project {code!r} belongs to {display_names[owner]}, not this client"
+                    loc, f"project {code!r} belongs to {self.display_names[owner]}, not this client"
                 )
             )
             return False
         return True
 
-    def check_rules(container: object, prefix: Loc, client: int | None) -> None:
+    def rules(self, container: object, prefix: Loc, client: int | None) -> None:
         # A rule is known by its matchers and category (the import updates it by them), so
         # two rules alike in those but their priority would be one row in the database.
         seen: dict[tuple[str, ...], Loc] = {}
         for r, item in _items(container, "rules"):
             if category := _text_field(item, "category"):
-                check_category(category, (*prefix, r, "category"))
+                self.category(category, (*prefix, r, "category"))
             if project := _text_field(item, "project"):
-                check_project(project, (*prefix, r, "project"), client)
+                self.project(project, (*prefix, r, "project"), client)
             matchers = (
                 (_text_field(item, "task") or "").casefold(),
                 _text_field(item, "notes_regex") or "",
                 (project or "").casefold(),
             )
             if category and any(matchers):
-                identity = (*matchers, category)
-                if identity in seen:
-                    problems.append(
-                        _Problem(
-                            (*prefix, r),
-                            "duplicate rule: same matchers and category as "
-                            f"{format_path(seen[identity])}",
-                        )
-                    )
-                else:
-                    seen[identity] = (*prefix, r)
+                self.unique_rule(seen, (*matchers, category), (*prefix, r))
 
-    check_rules(raw, ("rules",), None)
+    def unique_rule(
+        self, seen: dict[tuple[str, ...], Loc], identity: tuple[str, ...], loc: Loc
+    ) -> None:
+        if identity in seen:
+            self.problems.append(
+                _Problem(
+                    loc,
+                    f"duplicate rule: same matchers and category as {format_path(seen[identity])}",
+                )
+            )
+        else:
+            seen[identity] = loc
 
-    # Rate rows for the overlap check: references become small ints (RateRow's ids) so that
-    # `glx-shop` and `GLX-SHOP` are one target, as they are one project.
-    rate_rows: list[RateRow] = []
-    targets: dict[str, str] = {}  # row path -> what it is for, in words
-    rate_locs: dict[str, Loc] = {}
-    project_ids = {code: n for n, code in enumerate(project_codes)}
-    person_ids = {email: n for n, email in enumerate(emails)}
+    def prepare_rate_rows(self) -> None:
+        self.project_ids = {code: n for n, code in enumerate(self.project_codes)}
+        self.person_ids = {email: n for n, email in enumerate(self.emails)}
 
-    def check_rate(item: object, loc: Loc, client: int | None) -> None:
+    def rate(self, item: object, loc: Loc, client: int | None) -> None:
         ok = True
         if project := _text_field(item, "project"):
-            ok = check_project(project, (*loc, "project"), client)
+            ok = self.project(project, (*loc, "project"), client)
         if person := _text_field(item, "person"):
-            ok = check_person(person, (*loc, "person")) and ok
+            ok = self.person(person, (*loc, "person")) and ok
         rate = _valid(FirmRateSpec if client is None else ClientRateSpec, item)
         if rate is None or not ok:
             return  # already reported; an overlap on top of it would be noise
+        self.add_rate_row(rate, loc, client)
+
+    def add_rate_row(
+        self, rate: FirmRateSpec | ClientRateSpec, loc: Loc, client: int | None
+    ) -> None:
         project = getattr(rate, "project", None)
         parts = [
             f"{kind} {value}"
@@ -380,57 +425,55 @@ def reference_problems(raw: dict[str, Any]) -> list[_Problem]:
             if value is not None
         ]
         path = format_path(loc)
-        rate_locs[path] = loc
-        targets[path] = " + ".join(parts) or "client rate"
-        rate_rows.append(
+        self.rate_locs[path] = loc
+        self.targets[path] = " + ".join(parts) or "client rate"
+        self.rate_rows.append(
             RateRow(
                 id=path,
                 rate=rate.rate,
                 client=client,
-                project=project_ids[project.casefold()] if project is not None else None,
-                person=person_ids[rate.person.casefold()] if rate.person is not None else None,
+                project=self.project_ids[project.casefold()] if project is not None else None,
+                person=self.person_ids[rate.person.casefold()] if rate.person is not None else None,
                 role=rate.role or "",
                 valid_from=rate.valid_from,
                 valid_to=rate.valid_to,
             )
         )
 
-    for i, item in _items(raw, "rates"):
-        check_rate(item, ("rates", i), None)
-
-    for ci, client in _items(raw, "clients"):
-        if not isinstance(client, dict):
-            continue
+    def client(self, ci: int, client: dict[str, Any]) -> None:
         listed = client.get("non_billable_categories")
         if isinstance(listed, list):
             for n, key in enumerate(listed):
                 if isinstance(key, str) and key:
-                    check_category(key, ("clients", ci, "non_billable_categories", n))
-        for field in ("billing_codes", "rate_multipliers"):
-            mapping = client.get(field)
+                    self.category(key, ("clients", ci, "non_billable_categories", n))
+        for field_name in ("billing_codes", "rate_multipliers"):
+            mapping = client.get(field_name)
             if isinstance(mapping, dict):
                 for key in mapping:
                     if isinstance(key, str):
-                        check_category(key, ("clients", ci, field, key))
+                        self.category(key, ("clients", ci, field_name, key))
+        self.caps(ci, client)
+        for r, item in _items(client, "rates"):
+            self.rate(item, ("clients", ci, "rates", r), ci)
+        self.rules(client, ("clients", ci, "rules"), ci)
+
+    def caps(self, ci: int, client: dict[str, Any]) -> None:
         capped: dict[str, Loc] = {}
         for c, item in _items(client, "caps"):
             if project := _text_field(item, "project"):
                 loc = ("clients", ci, "caps", c, "project")
-                if check_project(project, loc, ci):
-                    _unique(problems, capped, project.casefold(), loc, "cap for", project)
-        for r, item in _items(client, "rates"):
-            check_rate(item, ("clients", ci, "rates", r), ci)
-        check_rules(client, ("clients", ci, "rules"), ci)
+                if self.project(project, loc, ci):
+                    _unique(self.problems, capped, project.casefold(), loc, "cap for", project)
 
-    for first, second in find_overlaps(rate_rows):
-        problems.append(
-            _Problem(
-                rate_locs[str(second.id)],
-                f"overlaps {first.id} (both {targets[str(first.id)]}, "
-                f"{_range_text(first, second)})",
+    def overlaps(self) -> None:
+        for first, second in find_overlaps(self.rate_rows):
+            self.problems.append(
+                _Problem(
+                    self.rate_locs[str(second.id)],
+                    f"overlaps {first.id} (both {self.targets[str(first.id)]}, "
+                    f"{_range_text(first, second)})",
+                )
             )
-        )
-    return problems
 
 
 # --- ordering -----------------------------------------------------------------------------
