@@ -126,6 +126,19 @@ class QuickBooksApi:
                 f"QuickBooks sent an answer we cannot read: {exc.message[:200]}"
             ) from exc
 
+    # Company ----------------------------------------------------------------------------
+
+    def company_name(self) -> str:
+        """The connected company's name (`GET /companyinfo/{realmId}`): one cheap read that
+        proves the token, the realm and the API URL together (`check_connections --live`)."""
+        realm = self.config.realm_id
+        url = f"{self._client.api_url}/company/{realm}/companyinfo/{realm}"
+        result = self._call(lambda: self._client.get(url))
+        info = result.get("CompanyInfo") if isinstance(result, dict) else None
+        if not isinstance(info, dict):
+            raise QuickBooksTransientError("QuickBooks answered CompanyInfo without a company")
+        return str(info.get("CompanyName") or "")
+
     # Queries ----------------------------------------------------------------------------
 
     def _query(self, select: str) -> Iterator[dict[str, Any]]:

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import serving
+from tests.fakes import published, serving
 from tests.fakes.serving import FakeServer
 
 MAX_REPORT_PAGE_SIZE = 1000
@@ -307,7 +307,9 @@ class FakeClockify:
                 if e["seconds"] is not None
                 else None
             )
-            rows.append(
+            # A copy of the published report entry (tests/fixtures/clockify), filled in.
+            row = published.load("clockify", "detailed_report.json")["timeentries"][0]
+            row.update(
                 {
                     "_id": e["id"],
                     "description": e["description"],
@@ -323,6 +325,8 @@ class FakeClockify:
                     "billable": e["billable"],
                     "tags": [],
                     "approvalRequestId": None,
+                    "type": "REGULAR",
+                    # [G] monetary fields on report entries (api-notes 2.3)
                     "hourlyRate": {"amount": e["rate_cents"], "currency": "USD"}
                     if e["rate_cents"] is not None
                     else None,
@@ -334,6 +338,7 @@ class FakeClockify:
                     **self._billing_state(e),
                 }
             )
+            rows.append(row)
         total = sum(e["seconds"] or 0 for e in entries)
         totals = [
             {

@@ -18,6 +18,10 @@ Switches for faults:
     held = fake.hold_page(3)                       # the 3rd time-entries page waits for
     held.reached.wait(); ...; held.release.set()   #   the test (kill / concurrency tests)
 
+Entries, users and the list envelope are built from Harvest's published examples in
+tests/fixtures/harvest (see its README): a copy of the example object, filled with the fake's
+values, so the fake has the example's keys. `GET /v2/users/me` answers the token's user.
+
 In tests: the `harvest_server` fixture. By hand:
     python -m tests.fakes.harvest_server --port 8101 --entries 5000
 """
@@ -41,7 +45,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from tests.fakes import serving
+from tests.fakes import published, serving
 
 MAX_PER_PAGE = 2000
 DEFAULT_UPDATED_AT = "2026-01-05T12:00:00Z"
@@ -104,15 +108,16 @@ class FakeHarvest:
     # --- data ------------------------------------------------------------------------------
 
     def add_user(self, user_id: int, first: str, last: str, email: str) -> dict[str, Any]:
-        user = {
-            "id": user_id,
-            "first_name": first,
-            "last_name": last,
-            "email": email,
-            "is_active": True,
-            "created_at": DEFAULT_UPDATED_AT,
-            "updated_at": DEFAULT_UPDATED_AT,
-        }
+        user = published.load("harvest", "users_list.json")["users"][0]
+        user.update(
+            id=user_id,
+            first_name=first,
+            last_name=last,
+            email=email,
+            is_active=True,
+            created_at=DEFAULT_UPDATED_AT,
+            updated_at=DEFAULT_UPDATED_AT,
+        )
         self.users[user_id] = user
         return user
 
@@ -155,36 +160,38 @@ class FakeHarvest:
         project = self.projects[project_id]
         entry_id = entry_id if entry_id is not None else next(self._ids)
         hours = Decimal(hours)
-        entry = {
-            "id": entry_id,
-            "spent_date": str(spent_date),
-            "user": {"id": user_id, "name": f"{user['first_name']} {user['last_name']}"},
-            "client": dict(project["client"]),
-            "project": {"id": project_id, "name": project["name"], "code": project["code"]},
-            "task": {"id": 8000000 + len(task), "name": task},
-            "user_assignment": {"id": 125068553, "is_project_manager": False, "hourly_rate": 100},
-            "task_assignment": {"id": 155502709, "billable": billable, "hourly_rate": 100},
-            "hours": hours,
-            "hours_without_timer": hours,
-            "rounded_hours": Decimal(rounded_hours) if rounded_hours is not None else hours,
-            "notes": notes,
-            "created_at": updated_at,
-            "updated_at": updated_at,
-            "is_locked": is_locked,
-            "locked_reason": locked_reason,
-            "is_closed": is_closed,
-            "is_billed": is_billed,
-            "timer_started_at": utc_now_text() if is_running else None,
-            "started_time": started_time,
-            "ended_time": None,
-            "is_running": is_running,
-            "invoice": invoice,
-            "external_reference": None,
-            "billable": billable,
-            "budgeted": True,
-            "billable_rate": Decimal("100.0") if billable else None,
-            "cost_rate": Decimal("50.0"),
-        }
+        entry = published.load("harvest", "time_entries_list.json")["time_entries"][0]
+        entry["task_assignment"]["billable"] = billable
+        entry.update(
+            {
+                "id": entry_id,
+                "spent_date": str(spent_date),
+                "user": {"id": user_id, "name": f"{user['first_name']} {user['last_name']}"},
+                "client": dict(project["client"]),
+                "project": {"id": project_id, "name": project["name"], "code": project["code"]},
+                "task": {"id": 8000000 + len(task), "name": task},
+                "hours": hours,
+                "hours_without_timer": hours,
+                "rounded_hours": Decimal(rounded_hours) if rounded_hours is not None else hours,
+                "notes": notes,
+                "created_at": updated_at,
+                "updated_at": updated_at,
+                "is_locked": is_locked,
+                "locked_reason": locked_reason,
+                "is_closed": is_closed,
+                "is_billed": is_billed,
+                "timer_started_at": utc_now_text() if is_running else None,
+                "started_time": started_time,
+                "ended_time": None,
+                "is_running": is_running,
+                "invoice": invoice,
+                "external_reference": None,
+                "billable": billable,
+                "budgeted": True,
+                "billable_rate": Decimal("100.0") if billable else None,
+                "cost_rate": Decimal("50.0"),
+            }
+        )
         with self._lock:
             self.entries[entry_id] = entry
         return entry
@@ -273,6 +280,8 @@ class FakeHarvest:
             return 429, {"Retry-After": str(wait)}, {"message": "Too many requests"}
         if path == "/v2/time_entries":
             return self._list("time_entries", query, self._matching_entries)
+        if path == "/v2/users/me":
+            return 200, {}, min(self.users.values(), key=lambda u: u["id"])
         if path == "/v2/users":
             return self._list(
                 "users", query, lambda filters: sorted(self.users.values(), key=lambda u: u["id"])

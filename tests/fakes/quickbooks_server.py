@@ -46,7 +46,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from tests.fakes import serving
+from tests.fakes import published, serving
 
 REALM_ID = "9130354"
 CLIENT_ID = "fake-client"
@@ -544,6 +544,7 @@ class FakeQuickBooks:
             "CustomerRef": {"value": customer["Id"], "name": customer["DisplayName"]},
             "PrivateNote": str(body.get("PrivateNote") or ""),
             "EmailStatus": body.get("EmailStatus") or "NotSet",
+            "PrintStatus": body.get("PrintStatus") or "NeedToPrint",
             "Line": lines,
             "TxnTaxDetail": {"TotalTax": tax},
             "TotalAmt": total,
@@ -556,6 +557,13 @@ class FakeQuickBooks:
         return invoice
 
     def read(self, entity: str, entity_id: str) -> dict[str, Any]:
+        if entity.lower() == "companyinfo" and entity_id == self.realm_id:
+            # Intuit's CompanyInfo read (`GET /companyinfo/{realmId}`), the published example.
+            return {
+                "CompanyInfo": published.load("quickbooks", "companyinfo_response.json")[
+                    "CompanyInfo"
+                ]
+            }
         table = self._table(entity.capitalize())
         with self.lock:
             if entity_id not in table:
