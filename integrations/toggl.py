@@ -13,7 +13,10 @@ and the literal password `api_token`.
   `at`. Without it, `start_date`/`end_date` select by start.
 - `POST /workspace/{ws}/search/time_entries` (Reports v3) answers an array of rows, each with its
   `time_entries`; the next page is asked for by sending the `X-Next-ID` and `X-Next-Row-Number`
-  response headers back as `first_id` / `first_row_number`; no headers: last page.
+  response headers back as `first_id` / `first_row_number`; no headers: last page. A row
+  carries `project_id`, `user_id`, `task_id`, never the project's or client's name: those come
+  from `GET /workspaces/{ws}/projects` and `/clients` (`project_names`), which the caller asks
+  for once per run.
 - Durations are seconds; a running entry has a negative duration and no stop.
 - Rates are cents (`hourly_rate_in_cents`), read as `Decimal` / 100.
 - No invoiced or approval state: neither the v9 time entry nor the Reports v3 row (api-notes
@@ -48,7 +51,11 @@ from integrations.http_retries import Backoff, parse_timestamp, retry_after_seco
 
 DEFAULT_BASE_URL = "https://api.track.toggl.com/api/v9"
 DEFAULT_REPORTS_URL = "https://api.track.toggl.com/reports/api/v3"
-DEFAULT_REPORT_PAGE_SIZE = 50
+# Reports v3 documents `page_size` with a default of 50 and publishes no maximum [G]; 1000 is
+# the most this project asks for (the `page_size` option's ceiling), and the default: each
+# page is one request of a quota of 30-600 an hour, so pages are as large as allowed.
+MAX_REPORT_PAGE_SIZE = 1000
+DEFAULT_REPORT_PAGE_SIZE = MAX_REPORT_PAGE_SIZE
 # Header names of the remaining-quota answer are not documented [G]; Retry-After wins if sent.
 QUOTA_RESET_HEADERS = ("Retry-After", "X-Toggl-Quota-Resets-In")
 
@@ -86,6 +93,20 @@ class TogglUser:
     id: int
     name: str
     email: str
+
+
+@dataclass(frozen=True)
+class TogglProject:
+    id: int
+    name: str
+    client_id: int | None
+    active: bool
+
+
+@dataclass(frozen=True)
+class TogglClientRecord:
+    id: int
+    name: str
 
 
 @dataclass(frozen=True)
@@ -180,11 +201,12 @@ def _report_entries(row: Mapping[str, Any]) -> list[TogglTimeEntry]:
                 user_id=int(row["user_id"]),
                 user_name=str(row.get("username") or ""),
                 project_id=_optional_int(row.get("project_id")),
-                # Names come only with `enrich_response` [G on the field names].
-                project_name=str(row.get("project_name") or ""),
-                client_name=str(row.get("client_name") or ""),
+                # The published row has ids only: names are resolved by the caller through
+                # `project_names` (projects and clients endpoints), never read from the row.
+                project_name="",
+                client_name="",
                 task_id=_optional_int(row.get("task_id")),
-                task_name=str(row.get("task_name") or ""),
+                task_name="",
                 description=str(row.get("description") or ""),
                 billable=bool(row.get("billable", False)),
                 start=parse_timestamp(raw["start"]),
@@ -206,6 +228,19 @@ def _user(raw: Mapping[str, Any]) -> TogglUser:
         name=str(raw.get("fullname") or raw.get("name") or ""),
         email=str(raw.get("email") or ""),
     )
+
+
+def _project(raw: Mapping[str, Any]) -> TogglProject:
+    return TogglProject(
+        id=int(raw["id"]),
+        name=str(raw.get("name") or ""),
+        client_id=_optional_int(raw.get("client_id", raw.get("cid"))),
+        active=bool(raw.get("active", True)),
+    )
+
+
+def _client(raw: Mapping[str, Any]) -> TogglClientRecord:
+    return TogglClientRecord(id=int(raw["id"]), name=str(raw.get("name") or ""))
 
 
 def _hint_seconds(response: requests.Response) -> int | None:
@@ -278,7 +313,9 @@ class TogglClient(Backoff):
         page_size: int = DEFAULT_REPORT_PAGE_SIZE,
     ) -> Iterator[list[TogglTimeEntry]]:
         """Every entry of the workspace dated start_date..end_date (inclusive), one list per
-        page, following X-Next-ID / X-Next-Row-Number to the end."""
+        page, following X-Next-ID / X-Next-Row-Number to the end. Entries carry project ids,
+        not names (see `project_names`)."""
+        page_size = min(max(page_size, 1), MAX_REPORT_PAGE_SIZE)
         url = f"{self.reports_url}/workspace/{workspace_id}/search/time_entries"
         request: dict[str, Any] = {
             "start_date": start_date.isoformat(),
@@ -287,7 +324,7 @@ class TogglClient(Backoff):
             "order_by": "date",
             "order_dir": "asc",
             "grouped": False,
-            "enrich_response": True,
+            "enrich_response": False,
             "hide_amounts": False,
         }
         seen: set[tuple[str, str]] = set()
@@ -310,6 +347,41 @@ class TogglClient(Backoff):
             next_timestamp = headers.get("X-Next-Timestamp")
             if next_timestamp and next_timestamp.isdigit():
                 request["first_timestamp"] = int(next_timestamp)
+
+    def me(self) -> TogglUser:
+        """The token's owner (`GET /me`): the cheapest authenticated request."""
+        body, _ = self._send("GET", f"{self.base_url}/me")
+        if not isinstance(body, Mapping):
+            raise TogglResponseError("expected a JSON object for /me")
+        return self._parse([body], lambda raw: [_user(raw)])[0]
+
+    def projects(self, workspace_id: str) -> list[TogglProject]:
+        """The workspace's projects, archived ones included (`active=both` [G]: an old entry
+        may be on an archived project)."""
+        body, _ = self._send(
+            "GET", f"{self.base_url}/workspaces/{workspace_id}/projects", params={"active": "both"}
+        )
+        if not isinstance(body, list):
+            raise TogglResponseError("expected a JSON array of projects")
+        return self._parse(body, lambda raw: [_project(raw)])
+
+    def clients(self, workspace_id: str) -> list[TogglClientRecord]:
+        """The workspace's clients (`status=both` [G]: archived ones too)."""
+        body, _ = self._send(
+            "GET", f"{self.base_url}/workspaces/{workspace_id}/clients", params={"status": "both"}
+        )
+        if not isinstance(body, list):
+            raise TogglResponseError("expected a JSON array of clients")
+        return self._parse(body, lambda raw: [_client(raw)])
+
+    def project_names(self, workspace_id: str) -> dict[int, tuple[str, str]]:
+        """project id -> (project name, client name or ""), from two requests: what Reports
+        v3 rows need, since they carry ids only. Callers keep it for the run."""
+        clients = {c.id: c.name for c in self.clients(workspace_id)}
+        return {
+            p.id: (p.name, clients.get(p.client_id, "") if p.client_id is not None else "")
+            for p in self.projects(workspace_id)
+        }
 
     def workspace_users(self, workspace_id: str) -> list[TogglUser]:
         """The workspace's users with their emails [G: endpoint and fields from third-party

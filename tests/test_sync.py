@@ -1072,7 +1072,7 @@ def test_toggl_reports_follow_next_id_headers_to_the_end(firm, toggl_api):
         )
         for n in range(120)
     ]
-    conn = toggl_connection(tg, options={"chunk_days": 60})
+    conn = toggl_connection(tg, options={"chunk_days": 60, "page_size": 50})
 
     result = run(conn)
 
@@ -1318,7 +1318,8 @@ def test_options_are_checked():
         "page_size must be at most 1000; unknown timezone 'Mars/Base'"
     )
     defaults = sync.sync_options(kind="toggl", options={})
-    assert (defaults.api, defaults.page_size, defaults.chunk_days) == ("reports", 50, 31)
+    # Toggl's largest page by default: every page is a request of an hourly quota.
+    assert (defaults.api, defaults.page_size, defaults.chunk_days) == ("reports", 1000, 31)
 
 
 @pytest.mark.parametrize(

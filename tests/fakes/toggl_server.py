@@ -7,9 +7,15 @@ Follows shared/specs/api-notes.md section 3: HTTP Basic auth with the token and 
   modified since, deleted ones included with `server_deleted_at`; `start_date`/`end_date`
   select by start; running entries have `duration: -1` and no `stop`; `at` is last-modified.
 - `{url}/api/v9/me`, `{url}/api/v9/workspaces/{ws}/users` [G]: users with emails.
+- `{url}/api/v9/workspaces/{ws}/projects` and `/clients`: the v9 project and client objects.
 - `{url}/reports/api/v3/workspace/{ws}/search/time_entries` (POST): rows with `time_entries`,
   paged by the `X-Next-ID` / `X-Next-Row-Number` response headers, sent back as `first_id` /
-  `first_row_number`; `enrich_response` adds names [G].
+  `first_row_number`. Rows carry ids (`project_id`, `user_id`, `task_id`), never names, as the
+  published row schema; `start_date` and `end_date` are required (400 without), `page_size`
+  above `MAX_REPORT_PAGE_SIZE` is a 400 [G on the maximum].
+
+Every answer is built from the published examples in tests/fixtures/toggl (see its README):
+the fake fills a copy of the example's object with its own values, so it has the example's keys.
 - quotas: `hourly_quota = N` answers **402** (plain text, `X-Toggl-Quota-Resets-In`) once N
   requests were made in the last hour; `fail_next(status=429)` for the burst limiter.
 
@@ -32,9 +38,10 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import serving
+from tests.fakes import published, serving
 from tests.fakes.serving import FakeServer
 
+MAX_REPORT_PAGE_SIZE = 1000  # [G] no maximum is published; the adapter's ceiling
 DEFAULT_AT = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
 
 
@@ -66,6 +73,7 @@ class FakeToggl:
         self.url = ""
         self.users: dict[int, dict[str, Any]] = {}
         self.projects: dict[int, dict[str, Any]] = {}
+        self.clients: dict[int, dict[str, Any]] = {}
         self.entries: dict[int, dict[str, Any]] = {}
         self.requests: list[Seen] = []
         self.faults: deque[Fault] = deque()
@@ -89,7 +97,20 @@ class FakeToggl:
         self.users[user_id] = {"id": user_id, "fullname": name, "email": email}
 
     def add_project(self, project_id: int, name: str, client_name: str) -> None:
-        self.projects[project_id] = {"id": project_id, "name": name, "client_name": client_name}
+        """A project of the client named `client_name` ("": none), the client made if new."""
+        client_id = None
+        if client_name:
+            client_id = next(
+                (c["id"] for c in self.clients.values() if c["name"] == client_name),
+                3001 + len(self.clients),
+            )
+            self.clients[client_id] = {"id": client_id, "name": client_name}
+        self.projects[project_id] = {
+            "id": project_id,
+            "name": name,
+            "client_id": client_id,
+            "client_name": client_name,
+        }
 
     def add_entry(
         self,
@@ -194,19 +215,14 @@ class FakeToggl:
         if method == "GET" and path == "/api/v9/me/time_entries":
             return self._me_entries(query)
         if method == "GET" and path == "/api/v9/me":
-            user = self.users[self.me_id]
-            return (
-                200,
-                {},
-                {
-                    "id": user["id"],
-                    "email": user["email"],
-                    "fullname": user["fullname"],
-                    "default_workspace_id": self.workspace_id,
-                },
-            )
-        if method == "GET" and path == f"/api/v9/workspaces/{self.workspace_id}/users":
+            return 200, {}, self._me()
+        ws = f"/api/v9/workspaces/{self.workspace_id}"
+        if method == "GET" and path == f"{ws}/users":
             return 200, {}, sorted(self.users.values(), key=lambda u: u["id"])
+        if method == "GET" and path == f"{ws}/projects":
+            return 200, {}, [self._project(p) for p in sorted(self.projects.values(), key=_id)]
+        if method == "GET" and path == f"{ws}/clients":
+            return 200, {}, [self._client(c) for c in sorted(self.clients.values(), key=_id)]
         if method == "POST" and path == (
             f"/reports/api/v3/workspace/{self.workspace_id}/search/time_entries"
         ):
@@ -263,6 +279,34 @@ class FakeToggl:
             raw["client_name"] = project.get("client_name")
         return raw
 
+    def _me(self) -> dict[str, Any]:
+        user = self.users[self.me_id]
+        me = published.load("toggl", "me.json")
+        me.update(
+            id=user["id"],
+            email=user["email"],
+            fullname=user["fullname"],
+            default_workspace_id=self.workspace_id,
+        )
+        return me
+
+    def _project(self, project: dict[str, Any]) -> dict[str, Any]:
+        raw = published.load("toggl", "projects.json")[0]
+        raw.update(
+            id=project["id"],
+            workspace_id=self.workspace_id,
+            wid=self.workspace_id,
+            client_id=project["client_id"],
+            cid=project["client_id"],
+            name=project["name"],
+        )
+        return raw
+
+    def _client(self, client: dict[str, Any]) -> dict[str, Any]:
+        raw = published.load("toggl", "clients.json")[0]
+        raw.update(id=client["id"], wid=self.workspace_id, name=client["name"])
+        return raw
+
     def _report(self, body: Any) -> tuple[int, dict[str, str], Any]:
         try:
             start = dt.date.fromisoformat(body["start_date"])
@@ -270,6 +314,8 @@ class FakeToggl:
         except (KeyError, TypeError, ValueError):
             return 400, {}, "Invalid start date"
         size = int(body.get("page_size") or 50)
+        if not 1 <= size <= MAX_REPORT_PAGE_SIZE:
+            return 400, {}, f"page_size must be between 1 and {MAX_REPORT_PAGE_SIZE}"
         with self._lock:
             entries = [
                 e
@@ -286,40 +332,35 @@ class FakeToggl:
             if body["first_id"] in ids:
                 first_row = ids.index(body["first_id"]) + 1
         chunk = entries[first_row - 1 : first_row - 1 + size]
-        enrich = bool(body.get("enrich_response"))
         rows = []
         for number, e in enumerate(chunk, start=first_row):
             user = self.users[e["user_id"]]
-            project = self.projects.get(e["project_id"] or 0, {})
             stop = e["start"] + dt.timedelta(seconds=e["seconds"])
-            row = {
-                "user_id": e["user_id"],
-                "username": user["fullname"],
-                "project_id": e["project_id"],
-                "task_id": None,
-                "billable": e["billable"],
-                "description": e["description"],
-                "tag_ids": [123],
-                "billable_amount_in_cents": None
+            row = published.load("toggl", "reports_search_time_entries.json")["body"][0]
+            [entry] = row["time_entries"]
+            entry.update(
+                id=e["id"],
+                seconds=e["seconds"],
+                start=stamp(e["start"]),
+                stop=stamp(stop),
+                at=stamp(e["at"]),
+                at_tz=stamp(e["at"]),
+            )
+            row.update(
+                user_id=e["user_id"],
+                username=user["fullname"],
+                project_id=e["project_id"],
+                task_id=None,
+                billable=e["billable"],
+                description=e["description"],
+                tag_ids=[123],
+                billable_amount_in_cents=None
                 if e["rate_cents"] is None
                 else e["rate_cents"] * e["seconds"] // 3600,
-                "hourly_rate_in_cents": e["rate_cents"],
-                "currency": "USD",
-                "row_number": number,
-                "time_entries": [
-                    {
-                        "id": e["id"],
-                        "seconds": e["seconds"],
-                        "start": stamp(e["start"]),
-                        "stop": stamp(stop),
-                        "at": stamp(e["at"]),
-                        "at_tz": stamp(e["at"]),
-                    }
-                ],
-            }
-            if enrich:
-                row["project_name"] = project.get("name")
-                row["client_name"] = project.get("client_name")
+                hourly_rate_in_cents=e["rate_cents"],
+                currency="USD",
+                row_number=number,
+            )
             rows.append(row)
         headers: dict[str, str] = {}
         following = first_row - 1 + size
@@ -327,6 +368,10 @@ class FakeToggl:
             headers["X-Next-ID"] = str(entries[following]["id"])
             headers["X-Next-Row-Number"] = str(following + 1)
         return 200, headers, rows
+
+
+def _id(record: dict[str, Any]) -> int:
+    return int(record["id"])
 
 
 Handler = serving.JsonApiHandler

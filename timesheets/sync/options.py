@@ -19,7 +19,8 @@ APIS = {
 PAGE_SIZES = {  # (default, maximum)
     TrackerConnection.Kind.HARVEST: (2000, 2000),
     TrackerConnection.Kind.CLOCKIFY: (1000, 1000),
-    TrackerConnection.Kind.TOGGL: (50, 1000),
+    # Toggl: the largest page by default, each page being one request of an hourly quota.
+    TrackerConnection.Kind.TOGGL: (1000, 1000),
 }
 OPTION_NAMES = ("api", "page_size", "timezone", "hours", "chunk_days")
 # Days per listing of a first run or window re-read: Clockify's free plan allows reports of 31

@@ -194,6 +194,18 @@ class _TogglReader:
         self.workspace_id = conn.account_id
         self.options = options
         self.warnings: list[str] = []
+        # project id -> (project, client) names, asked for once per run (a reader lives one
+        # run): Reports v3 rows carry ids only.
+        self._project_names: dict[int, tuple[str, str]] | None = None
+
+    def _names_of(self, e: toggl.TogglTimeEntry) -> tuple[str, str]:
+        """The entry's project and client names: as sent (`/me/time_entries?meta=true` sends
+        them), else from the workspace's projects and clients."""
+        if e.project_id is None or e.project_name:
+            return e.project_name, e.client_name
+        if self._project_names is None:
+            self._project_names = self.client.project_names(self.workspace_id)
+        return self._project_names.get(e.project_id, ("", ""))
 
     def directory(self) -> dict[str, RemoteUser]:
         try:
@@ -211,14 +223,15 @@ class _TogglReader:
 
     def _entry(self, e: toggl.TogglTimeEntry) -> RemoteEntry:
         day, start_time = local_day_and_time(e.start, self.options.timezone)
+        project_name, client_name = self._names_of(e)
         return RemoteEntry(
             external_id=str(e.id),
             user=RemoteUser(str(e.user_id), e.user_name),
             project=RemoteProject(
                 str(e.project_id) if e.project_id is not None else "",
-                e.project_name,
+                project_name,
                 "",
-                e.client_name,
+                client_name,
             ),
             task=e.task_name,
             date=day,
