@@ -252,6 +252,10 @@ class TrackerConnection(models.Model):
     )
     # The first run (backfill) reads day ranges in order; it resumes from here after a stop.
     backfill_position = models.DateField(null=True, blank=True, editable=False)
+    # `manage.py check_connections`: the last check's outcome ("ok: ..." or "failed: <why>")
+    # and when it ran, shown in the admin.
+    last_check_result = models.TextField(blank=True, editable=False)
+    last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_success_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
