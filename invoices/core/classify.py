@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 import re2
@@ -17,11 +18,25 @@ import re2
 from invoices.core.memory import AMBIGUOUS, ClientMemory
 from invoices.core.policy import Policy
 
-TIER_MANUAL = "manual"
-TIER_RULE = "rule"
-TIER_MEMORY = "memory"
-TIER_LLM = "llm"
-TIER_NONE = ""
+
+class Tier(StrEnum):
+    """Which tier decided (section 2). The values are what `Classification.tier` stores;
+    tests/test_structure.py keeps them in step with its choices. A StrEnum, so a member is
+    its stored string (`Tier.RULE == "rule"`)."""
+
+    MANUAL = "manual"
+    RULE = "rule"
+    MEMORY = "memory"
+    LLM = "llm"
+    NONE = ""
+
+
+# The names the rest of the app imports.
+TIER_MANUAL = Tier.MANUAL
+TIER_RULE = Tier.RULE
+TIER_MEMORY = Tier.MEMORY
+TIER_LLM = Tier.LLM
+TIER_NONE = Tier.NONE
 
 DEFAULT_CONFIDENCE_THRESHOLD = Decimal("0.7")
 ONE = Decimal(1)
@@ -161,7 +176,7 @@ def build_memory(approved: Iterable[tuple[str, str]]) -> dict[str, str]:
 class Decision:
     category: str | None
     description: str
-    tier: str
+    tier: Tier
     rule_id: int | None
     confidence: Decimal | None
     billable: bool
@@ -172,7 +187,7 @@ class Decision:
     memory_note: str = ""
 
     @classmethod
-    def bills_nothing(cls, *, description: str, tier: str) -> Decision:
+    def bills_nothing(cls, *, description: str, tier: Tier) -> Decision:
         """No category, and none is needed: the entry bills nothing whatever its category."""
         return cls(
             category=None,
@@ -208,7 +223,7 @@ class _Choice:
     flag settled. `category` None: no tier decided, and `reason` says why."""
 
     category: str | None = None
-    tier: str = TIER_NONE
+    tier: Tier = TIER_NONE
     rule_id: int | None = None
     confidence: Decimal | None = None
     reason: str = ""

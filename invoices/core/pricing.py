@@ -7,9 +7,23 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from fractions import Fraction
-from typing import Any
 
+from invoices.core.derivation import (
+    AdjustedEntry,
+    AdjustmentPart,
+    CapDerivation,
+    Derivation,
+    DiscountDerivation,
+    EntriesPart,
+    GroupedLineDerivation,
+    ManualLineDerivation,
+    NoChargePart,
+    RatePart,
+    RoundingPart,
+    TimePart,
+)
 from invoices.core.policy import GroupBy, Policy, RoundingLocus
 from invoices.core.rates import RateMatch, RateRow, RateTable
 from invoices.core.rounding import (
@@ -20,28 +34,48 @@ from invoices.core.rounding import (
     round_to_increment,
 )
 
-KIND_TIME = "time"
-KIND_NO_CHARGE = "no_charge"
-KIND_CAP = "cap"
-KIND_DISCOUNT = "discount"
-# Section 10.4: lines a reviewer adds to a draft.
-KIND_FIXED_FEE = "fixed_fee"
-KIND_EXPENSE = "expense"
-KIND_CREDIT = "credit"
-MANUAL_KINDS = (KIND_FIXED_FEE, KIND_EXPENSE, KIND_CREDIT)
-# What the subtotal sums (section 7.1): billed time and manual lines, before caps and discount.
-SUBTOTAL_KINDS = (KIND_TIME, *MANUAL_KINDS)
+# The values below are what the database stores (`InvoiceLine.Kind`, `Flag` and
+# `InvoiceEntry.State` in invoices.models); tests/test_structure.py keeps the two in step.
+# StrEnums, so a member is its stored string (`LineKind.TIME == "time"`).
 
-FLAG_CAP_APPLIED = "cap_applied"
-FLAG_ZERO_TOTAL = "zero_total"
-FLAG_PENDING = "pending"
-FLAG_LATE_TIME = "late_time"
-FLAG_HELD = "held"
+
+class LineKind(StrEnum):
+    TIME = "time"
+    NO_CHARGE = "no_charge"
+    CAP = "cap"
+    DISCOUNT = "discount"
+    # Section 10.4: lines a reviewer adds to a draft.
+    FIXED_FEE = "fixed_fee"
+    EXPENSE = "expense"
+    CREDIT = "credit"
+
+
+MANUAL_KINDS = (LineKind.FIXED_FEE, LineKind.EXPENSE, LineKind.CREDIT)
+# What the subtotal sums (section 7.1): billed time and manual lines, before caps and discount.
+SUBTOTAL_KINDS = (LineKind.TIME, *MANUAL_KINDS)
+
+
+class InvoiceFlag(StrEnum):
+    """The flags pricing raises (the models' `Flag` has more, raised elsewhere)."""
+
+    CAP_APPLIED = "cap_applied"
+    ZERO_TOTAL = "zero_total"
+    PENDING = "pending"
+    LATE_TIME = "late_time"
+    HELD = "held"
+
+
+class PlacementState(StrEnum):
+    """Where an entry went: on a line (billed, no charge) or on none (pending, held)."""
+
+    BILLED = "billed"
+    NO_CHARGE = "no_charge"
+    PENDING = "pending"
+    # Section 10.2: invoiced or not approved in the tracker; never blocks approval.
+    HELD = "held"
+
 
 ZERO = Decimal(0)
-
-# A line's derivation: JSON-ready, stored with the line (every key is part of what it shows).
-Derivation = dict[str, Any]
 # What groups entries into one line: the kind, the project, and the grouping's part.
 GroupKey = tuple[object, ...]
 
@@ -121,7 +155,7 @@ class PricedEntry:
 @dataclass
 class EntryPlacement:
     entry_id: int
-    state: str  # "billed", "no_charge", "pending" or "held"
+    state: PlacementState
     raw_seconds: int
     billed_seconds: int = 0
     pending_reason: str = ""
@@ -130,7 +164,7 @@ class EntryPlacement:
 
 @dataclass
 class LineDraft:
-    kind: str
+    kind: str  # a LineKind, or a manual charge's kind (checked against MANUAL_KINDS)
     description: str
     quantity: Decimal
     unit_price: Decimal
@@ -143,6 +177,7 @@ class LineDraft:
     project_code: str = ""
     project_name: str = ""
     entries: list[EntryPlacement] = field(default_factory=list)
+    # The JSON form of its `invoices.core.derivation` parts, as stored with the line.
     derivation: Derivation = field(default_factory=dict)
     sort_key: tuple[object, ...] = field(default=(), repr=False, compare=False)
 
@@ -155,7 +190,7 @@ class InvoiceDraft:
     adjustments: Decimal
     discount: Decimal
     total: Decimal
-    flags: list[str]
+    flags: list[InvoiceFlag]
     # Held entries (section 10.2): listed like pending ones, never blocking approval.
     held: list[EntryPlacement] = field(default_factory=list)
 
@@ -179,7 +214,7 @@ def billed_minutes(seconds: int, policy: Policy) -> Fraction:
 
 @dataclass
 class _Group:
-    kind: str
+    kind: LineKind
     entries: list[PricedEntry] = field(default_factory=list)
     # What each entry bills: section 4's result, or its adjustment's duration (10.4).
     minutes: list[Fraction] = field(default_factory=list)
@@ -260,10 +295,10 @@ def _place(
 ) -> None:
     """One entry: held, pending, a no-charge line's (or dropped), or a time line's."""
     if entry.hold_reason:
-        placed.held.append(_set_aside(entry, "held", entry.hold_reason))
+        placed.held.append(_set_aside(entry, PlacementState.HELD, entry.hold_reason))
         return
     if entry.needs_review:
-        placed.pending.append(_set_aside(entry, "pending", entry.review_reason))
+        placed.pending.append(_set_aside(entry, PlacementState.PENDING, entry.review_reason))
         return
     part = _group_part(entry, policy.group_lines_by)
     if not entry.billable:
@@ -273,7 +308,7 @@ def _place(
     changed = _changed_since_adjustment(entry)
     if changed:
         # Section 10.4: the write-down is kept, and the reviewer confirms it again.
-        placed.pending.append(_set_aside(entry, "pending", changed))
+        placed.pending.append(_set_aside(entry, PlacementState.PENDING, changed))
         return
     match = rates.resolve(
         day=entry.date,
@@ -283,13 +318,13 @@ def _place(
         role=entry.role,
     )
     if match is None:
-        placed.pending.append(_set_aside(entry, "pending", _no_rate_reason(entry)))
+        placed.pending.append(_set_aside(entry, PlacementState.PENDING, _no_rate_reason(entry)))
         return
     placed.has_billable = True
     _add_time(placed.groups, entry, match, part, policy)
 
 
-def _set_aside(entry: PricedEntry, state: str, reason: str) -> EntryPlacement:
+def _set_aside(entry: PricedEntry, state: PlacementState, reason: str) -> EntryPlacement:
     """A pending or held entry: on no line, with why."""
     return EntryPlacement(
         entry.id, state, entry.seconds, pending_reason=reason, late_from=entry.late_from
@@ -317,7 +352,8 @@ def _no_rate_reason(entry: PricedEntry) -> str:
 
 
 def _add_no_charge(groups: dict[GroupKey, _Group], entry: PricedEntry, part: GroupKey) -> None:
-    group = groups.setdefault((KIND_NO_CHARGE, entry.project, part), _Group(KIND_NO_CHARGE))
+    key = (LineKind.NO_CHARGE, entry.project, part)
+    group = groups.setdefault(key, _Group(LineKind.NO_CHARGE))
     group.entries.append(entry)
     group.minutes.append(Fraction(entry.seconds, 60))
     group.standard.append(Fraction(entry.seconds, 60))
@@ -334,11 +370,11 @@ def _add_time(
     unit_price = round_rate(match.row.rate * multiplier)
     # The rate row is part of the key (not only its value) so each line's derivation
     # names the one row that priced all of its entries.
-    key = (KIND_TIME, entry.project, unit_price, match.row.id, entry.billing_code, part)
+    key = (LineKind.TIME, entry.project, unit_price, match.row.id, entry.billing_code, part)
     group = groups.get(key)
     if group is None:
         group = groups[key] = _Group(
-            KIND_TIME,
+            LineKind.TIME,
             match=match,
             multiplier=multiplier,
             unit_price=unit_price,
@@ -365,8 +401,8 @@ class _Totals:
     @classmethod
     def of(cls, lines: Sequence[LineDraft], policy: Policy) -> _Totals:
         subtotal = sum((ln.amount for ln in lines if ln.kind in SUBTOTAL_KINDS), ZERO)
-        adjustments = sum((ln.amount for ln in lines if ln.kind == KIND_CAP), ZERO)
-        discount = sum((ln.amount for ln in lines if ln.kind == KIND_DISCOUNT), ZERO)
+        adjustments = sum((ln.amount for ln in lines if ln.kind == LineKind.CAP), ZERO)
+        discount = sum((ln.amount for ln in lines if ln.kind == LineKind.DISCOUNT), ZERO)
         total = subtotal + adjustments + discount
         if total < 0:
             raise PricingError(
@@ -376,18 +412,18 @@ class _Totals:
         return cls(subtotal, adjustments, discount, total)
 
 
-def _flags(lines: Sequence[LineDraft], placed: _Placed, totals: _Totals) -> list[str]:
+def _flags(lines: Sequence[LineDraft], placed: _Placed, totals: _Totals) -> list[InvoiceFlag]:
     flags = []
     if totals.adjustments:
-        flags.append(FLAG_CAP_APPLIED)
+        flags.append(InvoiceFlag.CAP_APPLIED)
     if placed.has_billable and totals.total == 0:
-        flags.append(FLAG_ZERO_TOTAL)
+        flags.append(InvoiceFlag.ZERO_TOTAL)
     if placed.pending:
-        flags.append(FLAG_PENDING)
+        flags.append(InvoiceFlag.PENDING)
     if any(p.late_from for line in lines for p in line.entries):
-        flags.append(FLAG_LATE_TIME)
+        flags.append(InvoiceFlag.LATE_TIME)
     if placed.held:
-        flags.append(FLAG_HELD)
+        flags.append(InvoiceFlag.HELD)
     return flags
 
 
@@ -401,19 +437,18 @@ def _build_line(group: _Group, policy: Policy) -> LineDraft:
         else ""
     )
     person = first.person if person_name else None
-    if group.kind == KIND_NO_CHARGE:
-        line = _no_charge_line(
-            group, first, description=description, person=person, raw_seconds=raw_seconds
-        )
+    if group.kind == LineKind.NO_CHARGE:
+        line = _no_charge_line(group, first, description=description, person=person)
+        priced: TimePart | NoChargePart = NoChargePart()
     else:
-        line = _time_line(
+        line, priced = _time_line(
             group, first, policy, description=description, person=person, raw_seconds=raw_seconds
         )
-    line.derivation = {
-        **_entries_derivation(group, raw_seconds),
-        **line.derivation,
-        **_late_time_derivation(group),
-    }
+    line.derivation = GroupedLineDerivation(
+        entries=_entries_part(group, raw_seconds),
+        priced=priced,
+        late_time_from=_late_time_from(group),
+    ).as_dict()
     # Section 6: by first entry date, then person name, then category name.
     line.sort_key = (
         first.date,
@@ -427,35 +462,33 @@ def _build_line(group: _Group, policy: Policy) -> LineDraft:
     return line
 
 
-def _entries_derivation(group: _Group, raw_seconds: int) -> Derivation:
-    """Every line's derivation starts with its entries: how many, their raw minutes, and
-    how many each tier classified."""
+def _entries_part(group: _Group, raw_seconds: int) -> EntriesPart:
+    """How many entries, their raw minutes, and how many each tier classified."""
     sources: dict[str, int] = {}
     for entry in group.entries:
         sources[entry.source_label] = sources.get(entry.source_label, 0) + 1
-    return {
-        "entries": len(group.entries),
-        "raw_minutes": _minutes_str(Fraction(raw_seconds, 60)),
-        "classified_by": dict(sorted(sources.items())),
-    }
+    return EntriesPart(
+        entries=len(group.entries),
+        raw_minutes=_minutes_str(Fraction(raw_seconds, 60)),
+        classified_by=dict(sorted(sources.items())),
+    )
 
 
-def _late_time_derivation(group: _Group) -> Derivation:
-    late = sorted({f"{e.late_from:%Y-%m}" for e in group.entries if e.late_from})
-    if not late:
-        return {}
+def _late_time_from(group: _Group) -> tuple[str, ...]:
     # Section 10.1: shown with its own date, flagged as late time from its period.
-    return {"late_time_from": late}
+    return tuple(sorted({f"{e.late_from:%Y-%m}" for e in group.entries if e.late_from}))
 
 
 def _no_charge_line(
-    group: _Group, first: PricedEntry, *, description: str, person: int | None, raw_seconds: int
+    group: _Group, first: PricedEntry, *, description: str, person: int | None
 ) -> LineDraft:
     placements = [
-        EntryPlacement(e.id, "no_charge", e.seconds, late_from=e.late_from) for e in group.entries
+        EntryPlacement(e.id, PlacementState.NO_CHARGE, e.seconds, late_from=e.late_from)
+        for e in group.entries
     ]
+    raw_seconds = sum(e.seconds for e in group.entries)
     return LineDraft(
-        KIND_NO_CHARGE,
+        LineKind.NO_CHARGE,
         f"{description} (No charge)",
         round_quantity(Fraction(raw_seconds, 3600)),
         ZERO,
@@ -465,7 +498,6 @@ def _no_charge_line(
         first_date=first.date,
         person=person,
         entries=placements,
-        derivation={"note": "non-billable: raw hours shown, no charge"},
     )
 
 
@@ -477,35 +509,38 @@ def _time_line(
     description: str,
     person: int | None,
     raw_seconds: int,
-) -> LineDraft:
+) -> tuple[LineDraft, TimePart]:
+    """A time line and how it was priced."""
     entry_minutes = _time_line_minutes(group, policy)
     quantity = round_quantity(entry_minutes / 60)
     amount = round_money(quantity * group.unit_price, policy.currency)
     placements = [
         EntryPlacement(
-            e.id, "billed", e.seconds, billed_seconds=_whole_seconds(m), late_from=e.late_from
+            e.id,
+            PlacementState.BILLED,
+            e.seconds,
+            billed_seconds=_whole_seconds(m),
+            late_from=e.late_from,
         )
         for e, m in zip(group.entries, group.minutes, strict=True)
     ]
-    derivation: Derivation = {
-        "billed_minutes": _minutes_str(entry_minutes),
-        "rate": _rate_derivation(group, first),
-        "multiplier": str(group.multiplier),
-        "unit_price": str(group.unit_price),
-        "rounding": {
-            "increment_minutes": policy.increment_minutes,
-            "mode": str(policy.rounding_mode),
-            "locus": str(policy.rounding_locus),
-            "minimum_minutes": policy.minimum_minutes,
-        },
-        "arithmetic": f"{quantity} h x {group.unit_price} = {amount} {policy.currency}",
-    }
-    if any(e.adjustment is not None for e in group.entries):
-        derivation["adjustment"] = _adjustment_derivation(
-            group, quantity, amount, policy, raw_seconds
-        )
-    return LineDraft(
-        KIND_TIME,
+    adjusted = any(e.adjustment is not None for e in group.entries)
+    priced = TimePart(
+        billed_minutes=_minutes_str(entry_minutes),
+        rate=_rate_part(group, first),
+        multiplier=str(group.multiplier),
+        unit_price=str(group.unit_price),
+        rounding=RoundingPart(
+            increment_minutes=policy.increment_minutes,
+            mode=str(policy.rounding_mode),
+            locus=str(policy.rounding_locus),
+            minimum_minutes=policy.minimum_minutes,
+        ),
+        arithmetic=f"{quantity} h x {group.unit_price} = {amount} {policy.currency}",
+        adjustment=_adjustment_part(group, quantity, amount, policy) if adjusted else None,
+    )
+    line = LineDraft(
+        LineKind.TIME,
         description,
         quantity,
         group.unit_price,
@@ -516,8 +551,8 @@ def _time_line(
         person=person,
         first_date=first.date,
         entries=placements,
-        derivation=derivation,
     )
+    return line, priced
 
 
 def _time_line_minutes(group: _Group, policy: Policy) -> Fraction:
@@ -529,20 +564,20 @@ def _time_line_minutes(group: _Group, policy: Policy) -> Fraction:
     return unadjusted + sum((m for m, a in pairs if a), Fraction(0))
 
 
-def _rate_derivation(group: _Group, first: PricedEntry) -> Derivation:
+def _rate_part(group: _Group, first: PricedEntry) -> RatePart:
     """The one rate row that priced the line, and what it is for in words: the row may later
     change or go, and the line must still say what priced it."""
     assert group.match is not None  # a time line's group always has its rate
     row = group.match.row
-    return {
-        "row": row.id,
-        "level": int(group.match.level),
-        "level_label": group.match.level.label,
-        "rate": str(row.rate),
-        "from": row.valid_from.isoformat() if row.valid_from else None,
-        "to": row.valid_to.isoformat() if row.valid_to else None,
-        "for": _rate_target(row, first),
-    }
+    return RatePart(
+        row=row.id,
+        level=int(group.match.level),
+        level_label=group.match.level.label,
+        rate=str(row.rate),
+        valid_from=row.valid_from.isoformat() if row.valid_from else None,
+        valid_to=row.valid_to.isoformat() if row.valid_to else None,
+        target=_rate_target(row, first),
+    )
 
 
 def _line_minutes(minutes: Sequence[Fraction], policy: Policy) -> Fraction:
@@ -554,48 +589,48 @@ def _line_minutes(minutes: Sequence[Fraction], policy: Policy) -> Fraction:
     return total
 
 
-def _adjustment_derivation(
-    group: _Group, quantity: Decimal, amount: Decimal, policy: Policy, raw_seconds: int
-) -> Derivation:
+def _adjustment_part(
+    group: _Group, quantity: Decimal, amount: Decimal, policy: Policy
+) -> AdjustmentPart:
     """Section 10.4: what the line would have billed (the standard value), the adjustment
     (signed), and each adjusted entry with who adjusted it and why."""
     standard_minutes = _line_minutes(group.standard, policy)
     standard_quantity = round_quantity(standard_minutes / 60)
     standard_amount = round_money(standard_quantity * group.unit_price, policy.currency)
     difference = amount - standard_amount
-    entries: list[Derivation] = [
-        {
-            "entry": entry.id,
-            "kind": entry.adjustment.direction,
-            "standard_minutes": _minutes_str(standard),
-            "billed_minutes": _minutes_str(billed),
-            "by": entry.adjustment.made_by,
-            "reason": entry.adjustment.reason,
-        }
+    entries = tuple(
+        AdjustedEntry(
+            entry=entry.id,
+            kind=entry.adjustment.direction,
+            standard_minutes=_minutes_str(standard),
+            billed_minutes=_minutes_str(billed),
+            by=entry.adjustment.made_by,
+            reason=entry.adjustment.reason,
+        )
         for entry, standard, billed in zip(
             group.entries, group.standard, group.minutes, strict=True
         )
         if entry.adjustment is not None
-    ]
-    people = ", ".join(sorted({e["by"] for e in entries}))
-    reasons = "; ".join(dict.fromkeys(e["reason"] for e in entries))
-    return {
-        "standard_minutes": _minutes_str(standard_minutes),
-        "standard_quantity": str(standard_quantity),
-        "standard_amount": str(standard_amount),
-        "amount": f"{difference:+}",
-        "entries": entries,
-        "summary": f"standard {standard_quantity} h x {group.unit_price} = {standard_amount}; "
+    )
+    people = ", ".join(sorted({e.by for e in entries}))
+    reasons = "; ".join(dict.fromkeys(e.reason for e in entries))
+    return AdjustmentPart(
+        standard_minutes=_minutes_str(standard_minutes),
+        standard_quantity=str(standard_quantity),
+        standard_amount=str(standard_amount),
+        amount=f"{difference:+}",
+        entries=entries,
+        summary=f"standard {standard_quantity} h x {group.unit_price} = {standard_amount}; "
         f"adjusted to {quantity} h = {amount} ({difference:+} {policy.currency}) "
         f"by {people}: {reasons}",
-    }
+    )
 
 
 def _manual_line(charge: ManualCharge, policy: Policy) -> LineDraft:
     """Section 10.4: a manual line as the reviewer entered it; a credit is negative."""
     if charge.kind not in MANUAL_KINDS:
         raise PricingError(f"manual line {charge.id}: unknown kind {charge.kind!r}")
-    if (charge.unit_price > 0) if charge.kind == KIND_CREDIT else (charge.unit_price < 0):
+    if (charge.unit_price > 0) if charge.kind == LineKind.CREDIT else (charge.unit_price < 0):
         raise PricingError(
             f"manual line {charge.id}: a {charge.kind.replace('_', ' ')} of unit price "
             f"{charge.unit_price} has the wrong sign (a credit is negative, others are not)"
@@ -613,16 +648,14 @@ def _manual_line(charge: ManualCharge, policy: Policy) -> LineDraft:
         category=charge.category,
         billing_code=charge.billing_code,
         project=charge.project,
-        derivation={
-            "manual_line": {
-                "id": charge.id,
-                "kind": charge.kind,
-                "by": charge.made_by,
-                "reason": charge.reason,
-            },
-            "note": f"manual line: {kind}, by {charge.made_by}, {charge.reason}",
-            "arithmetic": f"{quantity} x {unit_price} = {amount} {policy.currency}",
-        },
+        derivation=ManualLineDerivation(
+            id=charge.id,
+            kind=charge.kind,
+            by=charge.made_by,
+            reason=charge.reason,
+            note=f"manual line: {kind}, by {charge.made_by}, {charge.reason}",
+            arithmetic=f"{quantity} x {unit_price} = {amount} {policy.currency}",
+        ).as_dict(),
     )
     line.project_code, line.project_name = charge.project_code, charge.project_name
     return line
@@ -649,21 +682,19 @@ def _adjustment_lines(lines: Sequence[LineDraft], policy: Policy) -> list[LineDr
             cap_total -= excess
             adjustments.append(
                 LineDraft(
-                    KIND_CAP,
+                    LineKind.CAP,
                     f"Not-to-exceed adjustment ({name})",
                     Decimal(1),
                     -excess,
                     -excess,
                     project=project,
-                    derivation={
-                        "cap": {
-                            "project": code,
-                            "amount": str(cap),
-                            "billed": str(billed),
-                            "excess": str(excess),
-                        },
-                        "arithmetic": f"-({billed} - {cap}) = {-excess} {policy.currency}",
-                    },
+                    derivation=CapDerivation(
+                        project=code,
+                        amount=str(cap),
+                        billed=str(billed),
+                        excess=str(excess),
+                        arithmetic=f"-({billed} - {cap}) = {-excess} {policy.currency}",
+                    ).as_dict(),
                 )
             )
     if policy.discount_percent > 0:
@@ -672,16 +703,17 @@ def _adjustment_lines(lines: Sequence[LineDraft], policy: Policy) -> list[LineDr
         discount = -percent_of(base, policy.discount_percent, policy.currency)
         adjustments.append(
             LineDraft(
-                KIND_DISCOUNT,
+                LineKind.DISCOUNT,
                 f"Discount ({policy.discount_percent.normalize():f}%)",
                 Decimal(1),
                 discount,
                 discount,
-                derivation={
-                    "discount": {"percent": str(policy.discount_percent), "base": str(base)},
-                    "arithmetic": f"-round({base} x {policy.discount_percent} / 100) = "
+                derivation=DiscountDerivation(
+                    percent=str(policy.discount_percent),
+                    base=str(base),
+                    arithmetic=f"-round({base} x {policy.discount_percent} / 100) = "
                     f"{discount} {policy.currency}",
-                },
+                ).as_dict(),
             )
         )
     return adjustments
