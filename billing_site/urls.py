@@ -4,6 +4,9 @@ from django.views.generic import RedirectView
 
 from billing_site import health
 
+# Registers every app's admin (billing_site.apps.AdminConfig does not, at start-up).
+admin.autodiscover()
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
