@@ -20,7 +20,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
+from django.utils import timezone
 
+from invoices.bulk_copy import upsert_rows
 from invoices.configuration import Configuration, load_configuration
 from invoices.core.classify import (
     EntryFacts,
@@ -37,7 +39,7 @@ from invoices.core.memory import (
     person_name_tokens,
 )
 from invoices.models import Classification, InvoiceStatus
-from timesheets.models import Person, TimeEntry
+from timesheets.models import Person, Project, TimeEntry
 
 CHUNK = 5000
 
@@ -221,74 +223,98 @@ def classify_entries(
     rules = {client_id: order_rules(config.rules, client_id) for client_id in client_ids}
     reason = model_tier_status()
     threshold = confidence_threshold()
+    now = timezone.now()
 
-    for chunk in _chunks(entries.select_related("project", "classification").order_by("id")):
+    for chunk in _chunks(entries.order_by("id").values_list(*ENTRY_COLUMNS)):
         rows = []
-        for entry in chunk:
-            existing: Classification | None = getattr(entry, "classification", None)
+        for values in chunk:
+            entry = dict(zip(ENTRY_COLUMNS, values, strict=True))
+            client_id = entry["client_id"]
             decision = classify(
                 EntryFacts(
-                    id=entry.id,
-                    client=entry.client_id,
-                    project=entry.project_id,
-                    project_billable=entry.project.is_billable,
-                    task=entry.task,
-                    notes=entry.notes,
-                    normalized_notes=entry.normalized_notes,
-                    tracker_billable=entry.tracker_billable,
+                    id=entry["id"],
+                    client=client_id,
+                    project=entry["project_id"],
+                    project_billable=entry["project__billing"] != NON_BILLABLE,
+                    task=entry["task"],
+                    notes=entry["notes"],
+                    normalized_notes=entry["normalized_notes"],
+                    tracker_billable=entry["tracker_billable"],
                 ),
-                policy=config.policy(entry.client_id),
+                policy=config.policy(client_id),
                 categories=config.categories,
-                rules=rules[entry.client_id],
-                memory=memory.get(entry.client_id) or ClientMemory(),
-                manual=_manual(existing, key_by_id),
-                model=_model_answer(existing, key_by_id),
+                rules=rules[client_id],
+                memory=memory.get(client_id) or ClientMemory(),
+                manual=_manual_of(entry, key_by_id),
+                model=_answer_of(entry, key_by_id),
                 model_reason=reason,
                 threshold=threshold,
             )
-            row = Classification(
-                entry_id=entry.id,
-                category_id=id_by_key.get(decision.category) if decision.category else None,
-                description=decision.description,
-                tier=decision.tier,
-                rule_id=decision.rule_id,
-                confidence=decision.confidence,
-                billable=decision.billable,
-                billing_code=decision.billing_code,
-                needs_review=decision.needs_review,
-                review_reason=decision.reason[:300],
-                memory_note=decision.memory_note,
+            stored = (
+                id_by_key.get(decision.category) if decision.category else None,
+                decision.description,
+                decision.tier,
+                decision.rule_id,
+                decision.confidence,
+                decision.billable,
+                decision.billing_code,
+                decision.needs_review,
+                decision.reason[:300],
+                decision.memory_note,
             )
             # Only what changed is written: a decision's reclassification of a client's
             # pending entries, or a re-run over a month, rewrites (and re-triggers) nothing
             # that stays as it was.
-            if existing is None or _changed(existing, row):
-                rows.append(row)
+            if entry["classification__tier"] is None or _changed(entry, stored):
+                rows.append((entry["id"], *stored, now))
             summary.entries += 1
             summary.by_tier[decision.tier] += 1
             summary.needs_review += decision.needs_review
         if not rows:
             continue
         with transaction.atomic():
-            Classification.objects.bulk_create(
+            upsert_rows(
+                Classification,
+                ["entry_id", *_DECISION_ATTNAMES, "classified_at"],
                 rows,
-                update_conflicts=True,
-                unique_fields=["entry"],
-                update_fields=DECISION_FIELDS + ["classified_at"],
+                unique="entry_id",
+                update=[*_DECISION_ATTNAMES, "classified_at"],
             )
     return summary
 
 
+NON_BILLABLE = Project.Billing.NON_BILLABLE  # as `Project.is_billable` reads it
 _DECISION_ATTNAMES = [Classification._meta.get_field(name).attname for name in DECISION_FIELDS]
+# What classifying an entry reads: its facts, and its stored decision (None throughout when it
+# has no classification row yet: `tier` is never null on a row) with the reviewer's and the
+# model's answers. Plain values: building model instances cost more than classifying.
+_STORED = [f"classification__{name}" for name in _DECISION_ATTNAMES]
+ENTRY_COLUMNS = (
+    "id",
+    "client_id",
+    "project_id",
+    "project__billing",
+    "task",
+    "notes",
+    "normalized_notes",
+    "tracker_billable",
+    *_STORED,
+    "classification__manual_category_id",
+    "classification__manual_billable",
+    "classification__manual_description",
+    "classification__model_category_id",
+    "classification__model_description",
+    "classification__model_confidence",
+    "classification__model_note",
+)
 
 
-def _changed(existing: Classification, row: Classification) -> bool:
-    return any(getattr(existing, a) != getattr(row, a) for a in _DECISION_ATTNAMES)
+def _changed(entry: dict, stored: tuple) -> bool:
+    return any(entry[column] != value for column, value in zip(_STORED, stored, strict=True))
 
 
-def _chunks(qs: QuerySet[TimeEntry]) -> Iterator[list[TimeEntry]]:
-    # Keyset pagination keeps memory flat for 100k-entry months without a server-side cursor
-    # (select_related of a reverse one-to-one needs a regular query).
+def _chunks(qs: QuerySet) -> Iterator[list[tuple]]:
+    # Keyset pagination keeps memory flat for 100k-entry months without a server-side cursor.
     last_id = 0
     while True:
         chunk = list(qs.filter(id__gt=last_id)[:CHUNK])
@@ -297,27 +323,45 @@ def _chunks(qs: QuerySet[TimeEntry]) -> Iterator[list[TimeEntry]]:
         yield chunk
         if len(chunk) < CHUNK:
             return  # the last chunk: no query to find that nothing follows
-        last_id = chunk[-1].id
+        last_id = chunk[-1][0]
 
 
 def _manual(existing: Classification | None, key_by_id: dict[int, str]) -> ManualDecision | None:
+    """The reviewer's decision of a stored classification (a model instance)."""
     if existing is None:
         return None
-    return ManualDecision(
-        category=key_by_id.get(existing.manual_category_id)
-        if existing.manual_category_id
-        else None,
-        billable=existing.manual_billable,
-        description=existing.manual_description,
-    )
+    return _manual_of({f"classification__{k}": v for k, v in vars(existing).items()}, key_by_id)
 
 
 def _model_answer(existing: Classification | None, key_by_id: dict[int, str]) -> ModelAnswer | None:
-    if existing is None or (existing.model_category_id is None and not existing.model_note):
+    """The model's answer of a stored classification (a model instance)."""
+    if existing is None:
+        return None
+    return _answer_of({f"classification__{k}": v for k, v in vars(existing).items()}, key_by_id)
+
+
+def _manual_of(entry: dict, key_by_id: dict[int, str]) -> ManualDecision | None:
+    """The reviewer's decision, from an entry's row of `ENTRY_COLUMNS`."""
+    if entry["classification__tier"] is None:
+        return None
+    category_id = entry["classification__manual_category_id"]
+    return ManualDecision(
+        category=key_by_id.get(category_id) if category_id else None,
+        billable=entry["classification__manual_billable"],
+        description=entry["classification__manual_description"],
+    )
+
+
+def _answer_of(entry: dict, key_by_id: dict[int, str]) -> ModelAnswer | None:
+    """The model's validated answer, from an entry's row of `ENTRY_COLUMNS`."""
+    category_id = entry["classification__model_category_id"]
+    if entry["classification__tier"] is None or (
+        category_id is None and not entry["classification__model_note"]
+    ):
         return None
     return ModelAnswer(
-        category=key_by_id.get(existing.model_category_id) if existing.model_category_id else None,
-        description=existing.model_description,
-        confidence=existing.model_confidence,
-        note=existing.model_note,
+        category=key_by_id.get(category_id) if category_id else None,
+        description=entry["classification__model_description"],
+        confidence=entry["classification__model_confidence"],
+        note=entry["classification__model_note"],
     )
