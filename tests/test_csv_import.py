@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from timesheets.admin import format_hours_minutes
-from timesheets.importing import ImportRejected, RowError, import_file, service
+from timesheets.importing import ImportRejected, RowError, import_file, streaming
 from timesheets.importing.formats import CLOCKIFY, HARVEST, TOGGL, detect_layout
 from timesheets.importing.keys import KEY_PREFIX
 from timesheets.importing.reading import decode_export, read_table
@@ -1695,9 +1695,9 @@ def test_file_over_the_size_limit_is_refused_naming_the_setting(northwind, setti
 def test_rows_over_the_limit_are_refused_while_reading(northwind, settings, monkeypatch):
     settings.IMPORT_MAX_ROWS = 3
     parsed = []
-    real_parse_rows = service.parse_rows
+    real_run = streaming.FileImporter.run
     monkeypatch.setattr(
-        service, "parse_rows", lambda **kwargs: parsed.append(1) or real_parse_rows(**kwargs)
+        streaming.FileImporter, "run", lambda self: parsed.append(1) or real_run(self)
     )
     content = harvest_bytes(*[harvest_row(Notes=f"call {n}") for n in range(4)])
 
@@ -1710,7 +1710,7 @@ def test_rows_over_the_limit_are_refused_while_reading(northwind, settings, monk
             "by one",
         )
     ]
-    assert parsed == []  # refused before any row was parsed
+    assert parsed == []  # refused by the first pass, before any row was parsed or stored
     assert import_file(name="ok.csv", content=harvest_bytes(harvest_row())).created == 1
 
 

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from timesheets.errors import TimesheetError
+
 
 @dataclass(frozen=True)
 class RowError:
@@ -32,7 +34,7 @@ def _sort_key(error: RowError) -> tuple[int, int]:
     return (0, 0) if error.row is None else (1, error.row)
 
 
-class ImportRejected(Exception):
+class ImportRejected(TimesheetError):
     """A file was refused as a whole: nothing of it was stored."""
 
     def __init__(self, errors: list[RowError], *, name: str = "") -> None:

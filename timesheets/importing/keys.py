@@ -97,3 +97,64 @@ def content_hash(content: dict[str, Any]) -> str:
     """sha256 of an entry's content as the source reports it (JSON-safe values, sorted keys):
     any change at the source, and only a change, gives a different hash."""
     return _digest([KEY_VERSION, sorted(content.items())])
+
+
+# --- the same keys and hashes, built as text for the streaming import -------------------------
+# `external_ids` and `content_hash` through json.dumps cost more than the rest of a row; these
+# write the same JSON text directly (tests/test_csv_keys.py holds them equal on varied values).
+
+_json_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) writes
+_JSON_BOOL = {True: "true", False: "false"}
+
+
+def identity_text(
+    *,
+    source: str,
+    person_id: int,
+    date_iso: str,
+    project_id: int,
+    task: str,
+    start_iso: str,
+) -> str:
+    """The JSON of an entry's identity as `external_ids` hashes it, without its occurrence and
+    closing bracket (`external_id_of` adds them). `task` as `task_key` gives it."""
+    return (
+        f'["{KEY_VERSION}",{_json_string(source)},{person_id},"{date_iso}",{project_id},'
+        f'{_json_string(task)},"{start_iso}",'
+    )
+
+
+def external_id_of(identity: str, occurrence: int) -> str:
+    digest = hashlib.sha256(f"{identity}{occurrence}]".encode()).hexdigest()
+    return KEY_PREFIX + digest[:KEY_HEX_DIGITS]
+
+
+def content_hash_of(
+    *,
+    client_id: int,
+    date_iso: str,
+    duration_seconds: int,
+    notes: str,
+    person_id: int,
+    project_id: int,
+    start_iso: str | None,
+    task: str,
+    tracker_approved: bool | None,
+    tracker_billable: bool,
+    tracker_invoiced: bool,
+) -> str:
+    """`content_hash` of the content `EntryValues.content()` gives for these values (its keys
+    sorted; the tracker's state only when it differs from the defaults)."""
+    start = f'"{start_iso}"' if start_iso is not None else "null"
+    text = (
+        f'["{KEY_VERSION}",[["client_id",{client_id}],["date","{date_iso}"],'
+        f'["duration_seconds",{duration_seconds}],["notes",{_json_string(notes)}],'
+        f'["person_id",{person_id}],["project_id",{project_id}],["start_time",{start}],'
+        f'["task",{_json_string(task)}]'
+    )
+    if tracker_approved is not None:
+        text += f',["tracker_approved",{_JSON_BOOL[tracker_approved]}]'
+    text += f',["tracker_billable",{_JSON_BOOL[tracker_billable]}]'
+    if tracker_invoiced:
+        text += ',["tracker_invoiced",true]'
+    return hashlib.sha256(f"{text}]]".encode()).hexdigest()

@@ -17,7 +17,7 @@ Two cases are not errors:
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from django.db.models import QuerySet
@@ -313,3 +313,76 @@ def match_rows(*, layout: Layout, rows: list[ParsedRow]) -> tuple[dict[int, Matc
         if person is not None and client is not None and project is not None:
             matches[row.line] = Match(person=person, client=client, project=project)
     return matches, errors
+
+
+@dataclass(frozen=True)
+class _Place:
+    client: Client | None
+    project: Project | None
+    internal_project_name: str = ""
+
+
+class Matcher:
+    """`match_rows` for a file that streams by in chunks: each distinct name (person; client
+    and project) is looked up once per file, in one `Directory.load` per chunk that brings new
+    ones, and its outcome, a match or its errors, is remembered for the rows that repeat it.
+    The errors are those of `match_rows`, in its order (person, client, project)."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.with_clients = layout.has("client")
+        self.by_email = layout.format.person_by_email
+        self.people: dict[str, Person | list[RowError]] = {}
+        self.places: dict[tuple[str, str, str], _Place | list[RowError]] = {}
+
+    def _person_key(self, row: ParsedRow) -> str:
+        return row.email if self.by_email else row.person_name
+
+    @staticmethod
+    def _place_key(row: ParsedRow) -> tuple[str, str, str]:
+        return (row.client_name, row.project_code, row.project_name)
+
+    def prepare(self, rows: list[ParsedRow]) -> None:
+        """Look up the names of these rows that no earlier chunk had."""
+        new = [
+            row
+            for row in rows
+            if self._person_key(row) not in self.people or self._place_key(row) not in self.places
+        ]
+        if not new:
+            return
+        directory = Directory.load(layout=self.layout, rows=new)
+        for row in new:
+            person_key, place_key = self._person_key(row), self._place_key(row)
+            if person_key not in self.people:
+                errors: list[RowError] = []
+                person = _match_person(self.layout, directory, row, errors)
+                self.people[person_key] = person if person is not None else errors
+            if place_key not in self.places:
+                self.places[place_key] = self._place(directory, row)
+
+    def _place(self, directory: Directory, row: ParsedRow) -> _Place | list[RowError]:
+        errors: list[RowError] = []
+        if self.with_clients and not row.client_name:
+            return _Place(None, None, row.project_name or NO_PROJECT_NAME)
+        if self.with_clients:
+            client = _match_client(self.layout, directory, row, errors)
+            project = _match_project(self.layout, directory, row, client, errors)
+        else:
+            project = _match_project_without_client(self.layout, directory, row, errors)
+            client = project.client if project is not None else None
+        if client is None or project is None:
+            return errors
+        return _Place(client, project)
+
+    def match(self, row: ParsedRow, errors: list[RowError]) -> Match | None:
+        """The row's match, or None with its errors added (after `prepare` of its chunk)."""
+        person = self.people[self._person_key(row)]
+        place = self.places[self._place_key(row)]
+        if isinstance(person, Person) and isinstance(place, _Place):
+            return Match(person, place.client, place.project, place.internal_project_name)
+        line = row.line
+        for found in (person, place):
+            if isinstance(found, list):
+                errors.extend(replace(error, row=line) for error in found)
+        return None

@@ -1,17 +1,19 @@
-"""Import one time-tracker export (CSV or XLSX): every row is checked before anything is
-stored, and a file is either stored whole, in one transaction, or refused whole with every
-problem listed.
+"""Import one time-tracker export (CSV or XLSX): a file is either stored whole, in one
+transaction, or refused whole with every problem listed. The file streams through in chunks
+(`streaming`): its file-level problems refuse it before anything is written, and a row error
+found after chunks were written rolls them back with the transaction.
 
 `upsert_entries` is the one upsert of time entries by (source, external id): the file import and
 the API sync (timesheets.sync) both store entries through it."""
 
 import hashlib
+import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from functools import partial
 from pathlib import PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -20,16 +22,16 @@ from django.utils import timezone
 
 from timesheets.importing.bulk_updates import update_by_pk
 from timesheets.importing.errors import ImportRejected, RowError
-from timesheets.importing.formats import ExportFormat, detect_layout
-from timesheets.importing.keys import Identity, content_hash, external_ids
+from timesheets.importing.internal import INTERNAL_TIME_CHOICES, internal_client_name
+from timesheets.importing.keys import Identity, content_hash
 from timesheets.importing.limits import (
     FILE_TOO_LARGE_HINT,
     ImportLimits,
     file_too_large_reason,
 )
-from timesheets.importing.matching import Match, match_rows, name_key
-from timesheets.importing.reading import read_export
-from timesheets.importing.rows import ParsedRow, parse_rows
+from timesheets.importing.matching import Match
+from timesheets.importing.rows import ParsedRow
+from timesheets.importing.streaming import FileImporter, Progress, Survey, survey
 from timesheets.importing.values import DATE_ORDERS, DateOrder
 from timesheets.models import Client, ImportBatch, Person, Project, TimeEntry
 from timesheets.notes import normalize_notes
@@ -65,15 +67,6 @@ CONTENT_FIELDS = (
 )
 # Written with the content: where the entry came from, and that it is (again) at the source.
 SYNC_FIELDS = ("connection", "source_updated_at", "deleted_at")
-
-
-INTERNAL_TIME_CHOICES = ("import", "skip")
-DEFAULT_INTERNAL_CLIENT_NAME = "Internal"
-
-
-def internal_client_name() -> str:
-    """The client that internal time (rows without a client) is filed under."""
-    return getattr(settings, "IMPORT_INTERNAL_CLIENT_NAME", DEFAULT_INTERNAL_CLIENT_NAME)
 
 
 @dataclass(frozen=True)
@@ -221,109 +214,6 @@ class IncomingEntry:
             connection_id=connection_id,
             source_updated_at=source_updated_at,
         )
-
-
-@dataclass
-class _CheckedFile:
-    """A file whose every row has parsed and matched: what is stored, and what is not."""
-
-    format: ExportFormat
-    rows: list[ParsedRow]
-    matches: dict[int, Match]
-    internal_skipped: int
-    skipped: dict[str, int]
-
-
-def _read(
-    content: bytes, date_order: DateOrder | None, limits: ImportLimits, internal_time: str
-) -> _CheckedFile:
-    """Every row parsed and matched, or ImportRejected with all errors. Nothing is written."""
-    table = read_export(content, limits=limits)
-    layout = detect_layout(table.header, header_line=table.header_line)
-    if not table.rows:
-        raise ImportRejected(
-            [
-                RowError(
-                    row=None,
-                    column=None,
-                    reason="no entries: the file has only a header row",
-                    hint="choose a date range with entries and export the report again",
-                )
-            ]
-        )
-    parsed = parse_rows(layout=layout, rows=table.rows, date_order=date_order, limits=limits)
-    matches, match_errors = match_rows(layout=layout, rows=parsed.rows)
-    errors = parsed.errors + match_errors
-    if errors:
-        raise ImportRejected(errors)
-    rows = parsed.rows
-    internal_skipped = 0
-    if internal_time == "skip":
-        kept = [row for row in rows if not matches[row.line].internal]
-        internal_skipped = len(rows) - len(kept)
-        rows = kept
-    return _CheckedFile(
-        format=layout.format,
-        rows=rows,
-        matches=matches,
-        internal_skipped=internal_skipped,
-        skipped=parsed.skipped,
-    )
-
-
-def _file_internal_time(matches: list[Match]) -> dict[str, Project]:
-    """The internal client's project for each internal project name (by name key), created
-    when missing: the client non-billing by having only non-billable projects made here.
-    Runs under the import lock, so two imports never create the same one twice."""
-    wanted = {name_key(m.internal_project_name): m.internal_project_name for m in matches}
-    if not wanted:
-        return {}
-    name = internal_client_name()
-    client = Client.objects.filter(name__iexact=name).first()
-    if client is None:
-        client = Client.objects.create(name=name)
-    projects = {
-        name_key(project.name): project
-        for project in Project.objects.select_related("client").filter(client=client)
-    }
-    for key, project_name in sorted(wanted.items()):
-        if key not in projects:
-            projects[key] = Project.objects.create(
-                client=client, name=project_name[:200], billing=Project.Billing.NON_BILLABLE
-            )
-    return {key: projects[key] for key in wanted}
-
-
-def _incoming(checked: _CheckedFile) -> list[IncomingEntry]:
-    """The rows as entries to store, keyed; internal rows filed first (so inside the import's
-    transaction: a refused or failed import creates no internal client or project)."""
-    matches = checked.matches
-    internal = [matches[row.line] for row in checked.rows if matches[row.line].internal]
-    filed = _file_internal_time(internal)
-    values_list = []
-    for row in checked.rows:
-        match = matches[row.line]
-        if match.internal:
-            project = filed[name_key(match.internal_project_name)]
-            match = Match(
-                person=match.person,
-                client=project.client,
-                project=project,
-                internal_project_name=match.internal_project_name,
-            )
-        values_list.append(EntryValues.of(row, match))
-    fmt = checked.format
-    identities = (
-        values.identity()
-        if fmt.start_time_is_identity
-        else replace(values.identity(), start_time=None)
-        for values in values_list
-    )
-    keys = external_ids(source=fmt.source, identities=identities)
-    return [
-        IncomingEntry.of(external_id=key, values=values)
-        for values, key in zip(values_list, keys, strict=True)
-    ]
 
 
 def _apply(entry: TimeEntry, item: IncomingEntry) -> None:
@@ -512,59 +402,6 @@ def upsert_entries(
     )
 
 
-def _store(
-    *,
-    checked: _CheckedFile,
-    filename: str,
-    sha256: str,
-    user: User | None,
-) -> ImportResult:
-    source = checked.format.source
-
-    def new_batch(counts: UpsertCounts) -> ImportBatch:
-        return ImportBatch.objects.create(
-            source=source,
-            filename=filename,
-            sha256=sha256,
-            rows=counts.rows,
-            created=counts.created,
-            updated=counts.updated,
-            unchanged=counts.unchanged,
-            frozen_changes=counts.frozen,
-            imported_by=user,
-        )
-
-    with transaction.atomic():
-        # Taken before the internal client and projects are filed (upsert_entries takes it
-        # again, which PostgreSQL allows within one transaction).
-        _take_import_lock()
-        incoming = _incoming(checked)
-        outcome = upsert_entries(source=source, incoming=incoming, batch_for=new_batch)
-        batch = outcome.batch
-        assert batch is not None
-        transaction.on_commit(
-            partial(
-                entries_imported.send,
-                sender=ImportBatch,
-                batch=batch,
-                entry_ids=outcome.created_ids + outcome.updated_ids,
-                frozen_entry_ids=outcome.frozen_ids,
-            )
-        )
-    return ImportResult(
-        batch=batch,
-        source=source,
-        rows=batch.rows,
-        created=batch.created,
-        updated=batch.updated,
-        unchanged=batch.unchanged,
-        frozen_changes=batch.frozen_changes,
-        internal=sum(1 for row in checked.rows if checked.matches[row.line].internal),
-        internal_skipped=checked.internal_skipped,
-        skipped=checked.skipped,
-    )
-
-
 def clean_filename(name: str) -> str:
     # Only the file's own name: some browsers send the client's full path.
     return PurePosixPath(name.replace("\\", "/")).name[:255]
@@ -584,19 +421,25 @@ def check_file_size(*, name: str, size: int, limits: ImportLimits | None = None)
 def import_file(
     *,
     name: str,
-    content: bytes,
+    content: bytes | None = None,
+    stream: IO[bytes] | None = None,
     user: User | None = None,
     date_order: DateOrder | None = None,
     internal_time: str | None = None,
+    progress: Progress | None = None,
 ) -> ImportResult:
-    """Import one Harvest, Clockify or Toggl Track export, CSV or XLSX.
+    """Import one Harvest, Clockify or Toggl Track export, CSV or XLSX, given as `content` or
+    as a seekable binary `stream` (an upload, an open file): a stream is read in chunks, never
+    whole (`streaming`).
 
     `date_order` ("dmy" or "mdy") settles slash, dotted or dashed dates that the file cannot
     settle itself (all of them with day and month <= 12); without it such a file is read
     month-first (day-first when its dates are dotted). `internal_time` ("import" or "skip";
     default: the setting IMPORT_INTERNAL_TIME) says what becomes of rows without a client.
-    Raises ImportRejected, with every problem of the file, when anything is wrong; then nothing
-    is stored.
+    `progress(rows_read, rows)` is called as chunks are stored (inside the import's
+    transaction: what it writes must go through another connection to be seen before the
+    commit). Raises ImportRejected, with every problem of the file, when anything is wrong;
+    then nothing is stored.
     """
     if date_order is not None and date_order not in DATE_ORDERS:
         raise ValueError(f"date_order must be one of {DATE_ORDERS}, not {date_order!r}")
@@ -606,16 +449,77 @@ def import_file(
         raise ValueError(
             f"internal_time must be one of {INTERNAL_TIME_CHOICES}, not {internal_time!r}"
         )
+    if (content is None) == (stream is None):
+        raise ValueError("import_file takes one of content and stream")
     filename = clean_filename(name)
     limits = ImportLimits.from_settings()
-    check_file_size(name=filename, size=len(content), limits=limits)
+    if stream is None:
+        assert content is not None
+        stream = io.BytesIO(content)
     try:
-        checked = _read(content, date_order, limits, internal_time)
+        surveyed = survey(stream, limits=limits, date_order=date_order)
+        return _store(
+            stream=stream,
+            surveyed=surveyed,
+            limits=limits,
+            internal_time=internal_time,
+            filename=filename,
+            user=user,
+            progress=progress,
+        )
     except ImportRejected as rejected:
         raise ImportRejected(rejected.errors, name=filename) from None
-    return _store(
-        checked=checked,
-        filename=filename,
-        sha256=hashlib.sha256(content).hexdigest(),
-        user=user,
+
+
+def _store(
+    *,
+    stream: IO[bytes],
+    surveyed: Survey,
+    limits: ImportLimits,
+    internal_time: str,
+    filename: str,
+    user: User | None,
+    progress: Progress | None,
+) -> ImportResult:
+    """The file's entries, in one transaction under the import lock, chunk by chunk."""
+    source = surveyed.layout.format.source
+    with transaction.atomic():
+        _take_import_lock()
+        batch = ImportBatch.objects.create(
+            source=source, filename=filename, sha256=surveyed.sha256, imported_by=user
+        )
+        stored = FileImporter(
+            stream=stream,
+            survey=surveyed,
+            limits=limits,
+            internal_time=internal_time,
+            batch_id=batch.pk,
+            progress=progress,
+        ).run()
+        batch.rows = stored.rows
+        batch.created = len(stored.created_ids)
+        batch.updated = len(stored.updated_ids)
+        batch.unchanged = stored.unchanged
+        batch.frozen_changes = len(stored.frozen_ids)
+        batch.save(update_fields=["rows", "created", "updated", "unchanged", "frozen_changes"])
+        transaction.on_commit(
+            partial(
+                entries_imported.send,
+                sender=ImportBatch,
+                batch=batch,
+                entry_ids=stored.created_ids + stored.updated_ids,
+                frozen_entry_ids=stored.frozen_ids,
+            )
+        )
+    return ImportResult(
+        batch=batch,
+        source=source,
+        rows=batch.rows,
+        created=batch.created,
+        updated=batch.updated,
+        unchanged=batch.unchanged,
+        frozen_changes=batch.frozen_changes,
+        internal=stored.internal,
+        internal_skipped=stored.internal_skipped,
+        skipped=stored.skipped,
     )

@@ -10,6 +10,8 @@ from datetime import date, time
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Literal
 
+from timesheets.errors import TimesheetError
+
 DateOrder = Literal["dmy", "mdy"]
 DATE_ORDERS: tuple[DateOrder, ...] = ("dmy", "mdy")
 # Harvest and Clockify default to the US order; a file that cannot tell is read that way.
@@ -37,7 +39,7 @@ _TRUE_LOCALIZED = frozenset({"ja", "oui", "sí", "si", "sim"})
 _FALSE_LOCALIZED = frozenset({"nein", "non", "não", "nao", "nee"})
 
 
-class InvalidValue(ValueError):
+class InvalidValue(TimesheetError, ValueError):
     """A cell that does not hold what its column promises. `hint` says what to do about it,
     when the value itself tells (a duration over a day is split in the tracker); otherwise the
     row error takes its column's hint."""
@@ -98,6 +100,38 @@ def date_order_evidence(text: str) -> DateOrder | None:
     return None
 
 
+class DateOrderSniffer:
+    """`sniff_date_order` fed one date at a time, so that a file is sniffed while it streams."""
+
+    def __init__(self) -> None:
+        self.day_first: str | None = None
+        self.month_first: str | None = None
+        self.separators: set[str] = set()
+
+    def feed(self, text: str) -> None:
+        """Raises ConflictingDateOrder at the first date that contradicts an earlier one."""
+        if match := _SEPARATED_DATE.fullmatch(text.strip()):
+            self.separators.add(match.group(2))
+        else:
+            return  # ISO dates and anything else prove nothing
+        evidence = date_order_evidence(text)
+        if evidence == "dmy" and self.day_first is None:
+            self.day_first = text.strip()
+        elif evidence == "mdy" and self.month_first is None:
+            self.month_first = text.strip()
+        if self.day_first is not None and self.month_first is not None:
+            raise ConflictingDateOrder(day_first=self.day_first, month_first=self.month_first)
+
+    def order(self, *, default: DateOrder | None = None) -> DateOrder:
+        if self.day_first is not None:
+            return "dmy"
+        if self.month_first is not None:
+            return "mdy"
+        if default is not None:
+            return default
+        return "dmy" if self.separators == {"."} else DEFAULT_DATE_ORDER
+
+
 def sniff_date_order(texts: Iterable[str], *, default: DateOrder | None = None) -> DateOrder:
     """The date order of one file, proved by its own dates, else `default`.
 
@@ -107,26 +141,10 @@ def sniff_date_order(texts: Iterable[str], *, default: DateOrder | None = None) 
     Raises ConflictingDateOrder when the file proves both orders: such a file mixes locales and
     no reading of it is safe.
     """
-    day_first: str | None = None
-    month_first: str | None = None
-    separators: set[str] = set()
+    sniffer = DateOrderSniffer()
     for text in texts:
-        if match := _SEPARATED_DATE.fullmatch(text.strip()):
-            separators.add(match.group(2))
-        evidence = date_order_evidence(text)
-        if evidence == "dmy" and day_first is None:
-            day_first = text.strip()
-        elif evidence == "mdy" and month_first is None:
-            month_first = text.strip()
-        if day_first is not None and month_first is not None:
-            raise ConflictingDateOrder(day_first=day_first, month_first=month_first)
-    if day_first is not None:
-        return "dmy"
-    if month_first is not None:
-        return "mdy"
-    if default is not None:
-        return default
-    return "dmy" if separators == {"."} else DEFAULT_DATE_ORDER
+        sniffer.feed(text)
+    return sniffer.order(default=default)
 
 
 def parse_date(text: str, *, order: DateOrder = DEFAULT_DATE_ORDER) -> date:
