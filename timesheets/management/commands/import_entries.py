@@ -53,7 +53,7 @@ class Command(BaseCommand):
             try:
                 # By its size first: an oversized file is refused unread.
                 check_file_size(name=path.name, size=path.stat().st_size)
-                content = path.read_bytes()
+                stream = path.open("rb")
             except OSError as error:
                 rejected += 1
                 self.stderr.write(f"{path.name}: cannot read the file: {error.strerror}")
@@ -63,12 +63,14 @@ class Command(BaseCommand):
                 self.stderr.write(rejection.report())
                 continue
             try:
-                result = import_file(
-                    name=path.name,
-                    content=content,
-                    date_order=date_order,
-                    internal_time=internal_time,
-                )
+                # Streamed: the file is read in chunks, never whole.
+                with stream:
+                    result = import_file(
+                        name=path.name,
+                        stream=stream,
+                        date_order=date_order,
+                        internal_time=internal_time,
+                    )
             except ImportRejected as rejection:
                 rejected += 1
                 self.stderr.write(rejection.report())
