@@ -24,7 +24,7 @@ from django.urls import NoReverseMatch, path, reverse
 from invoices import printing
 from invoices.admin.adjustments import InvoiceAdjustmentViews
 from invoices.classification import confidence_threshold
-from invoices.drafting import DraftingError
+from invoices.errors import BillingError
 from invoices.models import (
     Category,
     Classification,
@@ -34,7 +34,7 @@ from invoices.models import (
     InvoiceStatus,
     QuickBooksConnection,
 )
-from invoices.review import CorrectionRefused, correct_entry, release_hold
+from invoices.review import correct_entry, release_hold
 
 
 def _hours(seconds: int) -> str:
@@ -172,6 +172,8 @@ class InvoiceReviewViews(InvoiceAdjustmentViews):
             "send_url": quickbooks_send_url(invoice, user),
             "review_version": invoice.drafted_at.isoformat(),
             "invoice": invoice,
+            "review_month": f"{invoice.period_start:%Y-%m}",
+            "next_draft": next_draft_of_period(invoice),
         }
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
@@ -215,7 +217,7 @@ class InvoiceReviewViews(InvoiceAdjustmentViews):
         before = invoice.total
         try:
             rebuilt = correct_entry(entry=link.entry, user=request.user, **changes)
-        except (CorrectionRefused, DraftingError) as exc:
+        except BillingError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return back
         if rebuilt is None:
@@ -267,7 +269,7 @@ class InvoiceReviewViews(InvoiceAdjustmentViews):
         before = invoice.total
         try:
             rebuilt = release_hold(entry=link.entry, user=request.user)
-        except (CorrectionRefused, DraftingError) as exc:
+        except BillingError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return back
         released = (
@@ -307,6 +309,30 @@ class InvoiceReviewViews(InvoiceAdjustmentViews):
         if not self.has_view_permission(request):
             raise PermissionDenied
         return get_object_or_404(Invoice.objects.select_related("client", "project"), pk=pk)
+
+
+def next_draft_of_period(invoice: Invoice) -> Invoice | None:
+    """The draft to review after this one: the next of the same period by client name (then
+    the first, from the top), so that a month is reviewed and approved draft after draft
+    without going back to the overview. One query."""
+    drafts = list(
+        Invoice.objects.filter(
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+            status=InvoiceStatus.DRAFT,
+        )
+        .exclude(pk=invoice.pk)
+        .select_related("client", "project")
+    )
+    if not drafts:
+        return None
+
+    def order(draft: Invoice) -> tuple:
+        return (draft.client.name.casefold(), draft.project.name if draft.project else "", draft.pk)
+
+    here = order(invoice)
+    drafts.sort(key=order)
+    return next((d for d in drafts if order(d) > here), drafts[0])
 
 
 def quickbooks_send_url(invoice: Invoice, user) -> str:

@@ -30,7 +30,7 @@ from invoices.configuration import load_configuration
 from invoices.core.classify import NotesPatternRefused, compile_notes_pattern
 from invoices.core.rounding import currency_places, fraction_to_decimal
 from invoices.drafting import DraftingError, Period
-from invoices.models import Category, ClassificationRule
+from invoices.models import BillingCode, Category, Classification, ClassificationRule, ClientPolicy
 from invoices.overview import default_period
 from invoices.review import (
     CorrectionRefused,
@@ -59,6 +59,9 @@ class QueueGroup:
     unpriced: int = 0  # entries no rate row prices
     reasons: Counter = field(default_factory=Counter)
     written: Counter = field(default_factory=Counter)
+    # The client bills with a code on every line: the categories that have none for it yet
+    # (a decision for one of them takes the code typed beside it).
+    uncoded: dict[int, str] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -144,12 +147,71 @@ def queue_groups(*, period: Period) -> list[QueueGroup]:
             group.unpriced += 1
         else:
             group.value += Fraction(entry.duration_seconds, 3600) * Fraction(match.row.rate)
-    for group in groups.values():
+    uncoded = _uncoded_categories(config, {client_id for client_id, _ in groups})
+    for (client_id, _), group in groups.items():
         group.notes = group.written.most_common(1)[0][0]
+        group.uncoded = uncoded.get(client_id, {})
     return sorted(
         groups.values(),
         key=lambda g: (-g.value, -g.count, g.client.name.casefold(), g.normalized_notes),
     )
+
+
+def _uncoded_categories(config, client_ids) -> dict[int, dict[int, str]]:
+    """Per client that requires a billing code on every line (section 4): the categories,
+    id -> name, with neither a client code nor a default code, which would leave an entry
+    decided with them pending."""
+    out = {}
+    for client_id in client_ids:
+        policy = config.policy(client_id)
+        if not policy.require_billing_codes:
+            continue
+        out[client_id] = {
+            config.category_ids[key]: info.name
+            for key, info in sorted(config.categories.items(), key=lambda item: item[1].name)
+            if not (policy.billing_codes.get(key) or info.billing_code)
+        }
+    return out
+
+
+def _billing_code_for_decision(
+    *, user, client: Client, category: Category | None, billable: bool | None, code: str
+) -> str:
+    """Where the client requires a billing code on every line and has none for the decided
+    category, the code typed beside the category becomes the client's code for it (as if
+    added on the client's policy), and the client's entries are re-checked with it; without
+    one the decision is refused, since it would leave the entries pending. Returns the code
+    added, or "". Runs in the decision's transaction."""
+    code = code.strip()
+    if category is None or billable is False:
+        return ""  # a decision that bills nothing needs no code
+    existing = BillingCode.objects.filter(client=client, category=category).first()
+    if code:
+        if existing is not None:
+            if existing.code != code:
+                raise CorrectionRefused(
+                    f"{client.name} already bills {category.name} as {existing.code}; change "
+                    "it on the client's policy, or leave the billing code empty"
+                )
+            return ""
+        if not user.has_perm("invoices.add_billingcode"):
+            raise CorrectionRefused("you may not add billing codes; leave the billing code empty")
+        BillingCode.objects.create(client=client, category=category, code=code)
+        classify_entries(entries_to_classify(client_ids=[client.pk]))
+        return code
+    policy = ClientPolicy.objects.filter(client=client).first()
+    if policy is None or not policy.require_billing_codes or existing or category.billing_code:
+        return ""
+    bills = billable or (
+        category.billable and not policy.non_billable_categories.filter(pk=category.pk).exists()
+    )
+    if bills:
+        raise CorrectionRefused(
+            f"{client.name} requires a billing code on every line and has none for "
+            f"{category.name}: type the code beside the category (it is kept for "
+            f"{client.name}), or choose another category"
+        )
+    return ""
 
 
 def notes_pattern_for(normalized_notes: str) -> str:
@@ -171,6 +233,8 @@ class GroupForm(forms.Form):
     category = forms.ModelChoiceField(Category.objects.all(), required=False)
     billable = forms.NullBooleanField(required=False)
     description = forms.CharField(required=False, max_length=2000)
+    # The client's code for the chosen category, where the client requires one and has none.
+    billing_code = forms.CharField(required=False, max_length=20)
     position = forms.IntegerField(required=False, min_value=0)
 
     def clean_month(self):
@@ -270,33 +334,57 @@ class ReviewQueueViews:
             )
             return back
         try:
-            decision = decide_note(
-                client=client,
-                normalized_notes=[data["note"]],
-                period=period,
-                user=request.user,
-                category=data["category"],
-                billable=data["billable"],
-                description=data["description"],
-            )
+            with transaction.atomic():
+                added = _billing_code_for_decision(
+                    user=request.user,
+                    client=client,
+                    category=data["category"],
+                    billable=data["billable"],
+                    code=data["billing_code"],
+                )
+                decision = decide_note(
+                    client=client,
+                    normalized_notes=[data["note"]],
+                    period=period,
+                    user=request.user,
+                    category=data["category"],
+                    billable=data["billable"],
+                    description=data["description"],
+                )
         except CorrectionRefused as exc:
             self.message_user(request, f"Not decided: {exc}", messages.ERROR)
             return back
+        self._say_decided(request, decision, added)
+        return back
+
+    def _say_decided(self, request, decision, added_code: str) -> None:
+        """What one decision did; a warning when some of its entries still wait (and why)."""
         n = len(decision.entry_ids)
+        client = decision.client
         followed = max(0, decision.reclassified - n)
         stale = len(decision.stale_drafts)
+        waiting = Counter(
+            Classification.objects.filter(
+                entry_id__in=decision.entry_ids, needs_review=True
+            ).values_list("review_reason", flat=True)
+        )
         self.message_user(
             request,
             f"{n} entr{'y' if n == 1 else 'ies'} of {client.name} decided"
+            + (f" (billing code {added_code} kept for {client.name})" if added_code else "")
             + (f"; {followed} other entries of the client re-checked by memory" if followed else "")
+            + (
+                f"; {sum(waiting.values())} still wait: {waiting.most_common(1)[0][0]}"
+                if waiting
+                else ""
+            )
             + (
                 f"; {stale} draft{'' if stale == 1 else 's'} stale: rebuild before approving."
                 if stale
                 else "."
             ),
-            messages.SUCCESS,
+            messages.WARNING if waiting else messages.SUCCESS,
         )
-        return back
 
     def queue_rebuild_view(self, request):
         _require_post(request)
