@@ -28,20 +28,23 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.apps import apps as django_apps
 from django.conf import settings
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.core.management import call_command
+from django.urls import reverse
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from invoices.admin.review_queue import queue_groups
 from invoices.drafting import Period
 from invoices.management.commands.demo_users import DEMO_PASSWORD
-from invoices.models import Invoice, InvoiceStatus
+from invoices.models import Category, Invoice, InvoiceStatus
 from invoices.review import pending_entries
+from timesheets.models import TimeEntry
 
 CHROMIUM = Path("/usr/bin/chromium")
 DATA = settings.BASE_DIR / "data" / "northwind"
@@ -71,15 +74,12 @@ CATEGORY_OF_TASK = {
 # management, which the reviewer supplies with the first such decision.
 NEW_CODES = {"Project management": "L190"}
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"no Chromium at {CHROMIUM}: install Debian's 'chromium' package "
-        "(bin/test does, through bin/_setup.sh ensure_chromium)",
-    ),
-]
+pytestmark = pytest.mark.slow
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"no Chromium at {CHROMIUM}: install Debian's 'chromium' package "
+    "(bin/test does, through bin/_setup.sh ensure_chromium)",
+)
 
 
 def load_month(month: str) -> None:
@@ -313,6 +313,8 @@ def report(run: Run, *, groups: int, entries: int, capsys) -> dict:
     return figures
 
 
+@needs_chromium
+@pytest.mark.django_db(transaction=True)
 def test_the_demo_month_from_first_login_to_four_approved_invoices(live_server, demo, capsys):
     october = Period.month(OCTOBER)
     answers = answers_for(october)
@@ -336,3 +338,74 @@ def test_the_demo_month_from_first_login_to_four_approved_invoices(live_server, 
     assert not pending_entries(period=october).exists()
     statuses = Invoice.objects.filter(period_start=october.start).values_list("status", flat=True)
     assert sorted(statuses) == [InvoiceStatus.APPROVED] * 4
+
+
+def decide_the_queue_by_posts(client, period: Period) -> int:
+    """The queue decided as the browser run decides it, by the same POSTs (Django's test
+    client, logged in as ops): one per group, then "Rebuild all stale drafts". Returns the
+    number of decisions."""
+    url = reverse("admin:invoices_classification_queue_decide")
+    decisions = 0
+    while groups := queue_groups(period=period):
+        group = groups[0]
+        (task,) = group.tasks
+        category = Category.objects.get(name=CATEGORY_OF_TASK[task])
+        code = NEW_CODES.get(category.name, "") if category.pk in group.uncoded else ""
+        response = client.post(
+            url,
+            {
+                "month": f"{period.start:%Y-%m}",
+                "client": group.client.pk,
+                "note": group.normalized_notes,
+                "category": category.pk,
+                "billing_code": code,
+                "position": "0",
+            },
+        )
+        assert response.status_code == 302
+        decisions += 1
+        assert decisions <= 200, "the queue does not empty"
+    client.post(
+        reverse("admin:invoices_classification_queue_rebuild"), {"month": f"{period.start:%Y-%m}"}
+    )
+    return decisions
+
+
+def approve_by_posts(client, period: Period) -> None:
+    for invoice in Invoice.objects.filter(
+        period_start=period.start, status=InvoiceStatus.DRAFT
+    ).order_by("id"):
+        client.post(
+            reverse("admin:invoices_invoice_approve", args=[invoice.pk]),
+            {"seen": invoice.drafted_at.isoformat()},
+        )
+
+
+@pytest.mark.django_db
+def test_month_two_after_octobers_approval_leaves_under_5_pending_entries_per_100(
+    client, demo, capsys
+):
+    october, november = Period.month(OCTOBER), Period.month(NOVEMBER)
+    client.force_login(User.objects.get(username="approver"))
+    october_decisions = decide_the_queue_by_posts(client, october)
+    approve_by_posts(client, october)
+    statuses = Invoice.objects.filter(period_start=october.start).values_list("status", flat=True)
+    assert sorted(statuses) == [InvoiceStatus.APPROVED] * 4
+
+    load_month(NOVEMBER)
+    entries = TimeEntry.objects.filter(date__gte=november.start, date__lte=november.end)
+    total = entries.count()
+    waiting = pending_entries(period=november)
+    pending = waiting.count()
+    per_100 = Decimal(pending * 100) / total
+    groups = queue_groups(period=november)
+    with capsys.disabled():
+        print(
+            f"\n\nmonth two {NOVEMBER}: {total} entries imported after {october_decisions} "
+            f"decisions and 4 approvals in {OCTOBER}; {pending} pending ({per_100:.1f} per "
+            f"100) in {len(groups)} groups:"
+        )
+        for group in groups:
+            print(f"  {group.client.name}: {group.notes!r} x{group.count}")
+    assert total > 200
+    assert per_100 < 5
