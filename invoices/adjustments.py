@@ -25,6 +25,7 @@ from django.db import transaction
 
 from invoices.core.rounding import hours_to_seconds, round_money, round_quantity
 from invoices.drafting import Period, draft_invoices, rebuild_invoice
+from invoices.errors import BillingError
 from invoices.models import (
     BillingCode,
     Category,
@@ -46,7 +47,7 @@ QUANTITY_LIMIT = Decimal(10) ** 10
 PRICE_LIMIT = Decimal(10) ** 10
 
 
-class AdjustmentRefused(Exception):
+class AdjustmentRefused(BillingError):
     """The adjustment cannot be made; the message says why, for the reviewer."""
 
 

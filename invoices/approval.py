@@ -25,6 +25,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from invoices.errors import BillingError
 from invoices.models import (
     Classification,
     Firm,
@@ -51,7 +52,7 @@ DEFAULT_NUMBER_TEMPLATE = "INV-{year}-{seq:04}"
 NAMED = 5
 
 
-class InvalidTransition(Exception):
+class InvalidTransition(BillingError):
     """The invoice cannot move to that status now; the message says why."""
 
 

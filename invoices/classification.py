@@ -38,6 +38,7 @@ from invoices.core.memory import (
     near_matches,
     person_name_tokens,
 )
+from invoices.errors import BillingError
 from invoices.models import Classification, InvoiceStatus
 from timesheets.models import Person, Project, TimeEntry
 
@@ -100,7 +101,7 @@ def entries_to_classify(
     return qs
 
 
-class SimilarMemorySettingRefused(ValueError):
+class SimilarMemorySettingRefused(BillingError, ValueError):
     """SIMILAR_MEMORY_THRESHOLD is not a number in (0, 1]."""
 
 

@@ -24,6 +24,7 @@ from invoices.classification import (
     reclassify_after_decision,
 )
 from invoices.drafting import DraftSummary, Period, draft_invoices, rebuild_invoice
+from invoices.errors import BillingError
 from invoices.model_tier import enqueue_model_tier
 from invoices.models import (
     Category,
@@ -40,8 +41,8 @@ UNSET = object()
 CLASSIFY_CHUNK = 5000
 
 
-class CorrectionRefused(Exception):
-    pass
+class CorrectionRefused(BillingError):
+    """The correction cannot be made; the message says why, for the reviewer."""
 
 
 def _lock_for_review(entry: TimeEntry) -> TimeEntry:

@@ -1,16 +1,26 @@
 """The structure the code relies on but no single file states (issue 15).
 
 The pure core (`invoices.core`) imports no Django, so it spells out the values the models store
-(placement states, line kinds, flags, tiers) on its own; these tests keep the two in step. No
-database: only the model classes are read.
+(placement states, line kinds, flags, tiers) on its own; these tests keep the two in step.
+Each app has one error base, caught once at the edge; every error class of the app derives
+from it. No database: only classes are read.
 """
 
+import importlib
+import inspect
+import pkgutil
+
+import pytest
 from django.apps import apps
 
+import invoices
 import invoices.models
+import timesheets
 from invoices.core.classify import Tier
 from invoices.core.pricing import MANUAL_KINDS, InvoiceFlag, LineKind, PlacementState
+from invoices.errors import BillingError
 from invoices.models import Classification, Flag, InvoiceEntry, InvoiceLine, ManualLine
+from timesheets.errors import TimesheetError
 
 
 def values(choices) -> set[str]:
@@ -53,3 +63,38 @@ def test_every_model_of_the_app_is_importable_from_invoices_models():
     assert len(models) > 20
     for model in models:
         assert getattr(invoices.models, model.__name__) is model
+
+
+def _exception_classes(package):
+    """Every exception class defined in the package's modules (migrations left out)."""
+    found = []
+    for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+        if ".migrations" in info.name:
+            continue
+        module = importlib.import_module(info.name)
+        for value in vars(module).values():
+            if (
+                inspect.isclass(value)
+                and issubclass(value, BaseException)
+                and value.__module__ == module.__name__
+            ):
+                found.append(value)
+    return found
+
+
+# Errors that never leave their module: the rules-file YAML reader's depth guard is a YAML
+# error by design (PyYAML reports it with the file position).
+INTERNAL_ERRORS = {"invoices.rulesfile.loading._TooDeep"}
+
+
+@pytest.mark.parametrize(
+    ("package", "base"), [(invoices, BillingError), (timesheets, TimesheetError)]
+)
+def test_every_error_of_a_layer_has_the_layers_base(package, base):
+    errors = [
+        cls
+        for cls in _exception_classes(package)
+        if f"{cls.__module__}.{cls.__qualname__}" not in INTERNAL_ERRORS
+    ]
+    assert errors
+    assert [cls for cls in errors if not issubclass(cls, base)] == []

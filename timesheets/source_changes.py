@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from django.db import connection
 from django.utils import timezone
 
+from timesheets.errors import TimesheetError
 from timesheets.models import TimeEntry
 from timesheets.notes import normalize_notes
 
@@ -35,7 +36,7 @@ _CONTENT = {
 }
 
 
-class SourceChangeError(ValueError):
+class SourceChangeError(TimesheetError, ValueError):
     """A recorded source change cannot be applied; the message names the entry and the field."""
 
 

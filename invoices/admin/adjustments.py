@@ -23,14 +23,14 @@ from django.urls import path, reverse
 
 from invoices.adjustments import (
     MAX_BILLED_HOURS,
-    AdjustmentRefused,
     add_manual_line,
     adjust_entry,
     clear_adjustment,
     remove_manual_line,
 )
 from invoices.core.rounding import round_quantity
-from invoices.drafting import DraftingError, Period
+from invoices.drafting import Period
+from invoices.errors import BillingError
 from invoices.models import (
     Category,
     EntryAdjustment,
@@ -171,7 +171,7 @@ class InvoiceAdjustmentViews:
                 billed_hours=form.cleaned_data["billed_hours"],
                 reason=form.cleaned_data["reason"],
             )
-        except (AdjustmentRefused, DraftingError) as exc:
+        except BillingError as exc:
             self.message_user(request, f"Not adjusted: {exc}", messages.ERROR)
             return back
         what = (
@@ -187,7 +187,7 @@ class InvoiceAdjustmentViews:
         entry = self._entry_on(invoice, entry_id)
         try:
             rebuilt = clear_adjustment(entry=entry, user=request.user)
-        except (AdjustmentRefused, DraftingError) as exc:
+        except BillingError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return back
         what = f"The entry of {entry.date:%Y-%m-%d} bills its standard hours again"
@@ -217,7 +217,7 @@ class InvoiceAdjustmentViews:
                 category=data["category"],
                 billing_code=data["billing_code"],
             )
-        except (AdjustmentRefused, DraftingError) as exc:
+        except BillingError as exc:
             self.message_user(request, f"No line added: {exc}", messages.ERROR)
             return back
         what = f"{ManualLine.Kind(data['kind']).label} {data['description']!r} added"
@@ -230,7 +230,7 @@ class InvoiceAdjustmentViews:
         line = get_object_or_404(ManualLine, pk=line_id, client_id=invoice.client_id)
         try:
             rebuilt = remove_manual_line(line=line, user=request.user)
-        except (AdjustmentRefused, DraftingError) as exc:
+        except BillingError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return back
         what = f"{line.get_kind_display()} {line.description!r} removed"

@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from invoices.admin.review_queue import ReviewQueueViews
-from invoices.drafting import DraftingError
+from invoices.errors import BillingError
 from invoices.models import Category, Classification
 from invoices.review import CorrectionRefused, correct_entry, decide_entries
 
@@ -195,7 +195,7 @@ class ClassificationAdmin(ReviewQueueViews, admin.ModelAdmin):
                 billable=form.cleaned_data["manual_billable"],
                 description=form.cleaned_data["manual_description"],
             )
-        except (CorrectionRefused, DraftingError) as exc:
+        except BillingError as exc:
             self.message_user(request, str(exc), messages.ERROR)
 
     def _decide(self, request, queryset, **decision) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import re2
 
+from invoices.core.errors import BillingError
 from invoices.core.memory import AMBIGUOUS, ClientMemory
 from invoices.core.policy import Policy
 
@@ -50,7 +51,7 @@ class CategoryInfo:
     billing_code: str = ""
 
 
-class NotesPatternRefused(ValueError):
+class NotesPatternRefused(BillingError, ValueError):
     """A rule's notes pattern that the rules' regex engine cannot run."""
 
     def __init__(self, pattern: str, reason: str, *, python_only: bool = False) -> None:

@@ -24,6 +24,7 @@ from invoices.core.derivation import (
     RoundingPart,
     TimePart,
 )
+from invoices.core.errors import BillingError
 from invoices.core.policy import GroupBy, Policy, RoundingLocus
 from invoices.core.rates import RateMatch, RateRow, RateTable
 from invoices.core.rounding import (
@@ -199,8 +200,9 @@ class InvoiceDraft:
         return [p for line in self.lines for p in line.entries] + self.pending + self.held
 
 
-class PricingError(ValueError):
-    pass
+class PricingError(BillingError, ValueError):
+    """The entries and manual lines cannot make an invoice (a negative total, a manual line of
+    the wrong sign or kind); the message names what to change."""
 
 
 def billed_minutes(seconds: int, policy: Policy) -> Fraction:

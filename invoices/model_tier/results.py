@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from integrations.claude import Usage
+from invoices.errors import BillingError
 
 
-class ModelTierError(Exception):
+class ModelTierError(BillingError):
     """The run stopped: the model cannot be used as configured (e.g. the key is refused)."""
 
 

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from invoices.errors import BillingError
+
 
 @dataclass(frozen=True)
 class RulesError:
@@ -15,7 +17,7 @@ class RulesError:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-class RulesFileInvalid(Exception):
+class RulesFileInvalid(BillingError):
     """A rules file was refused as a whole: nothing of it was applied."""
 
     def __init__(self, errors: list[RulesError]) -> None:
@@ -33,7 +35,7 @@ class RulesFileInvalid(Exception):
         return self.report()
 
 
-class RulesExportError(Exception):
+class RulesExportError(BillingError):
     """The database holds configuration that the rules file cannot express."""
 
     def __init__(self, problems: list[str]) -> None:

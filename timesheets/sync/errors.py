@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from integrations import clockify, harvest, toggl
+from timesheets.errors import TimesheetError
 
 AUTH_ERRORS = (harvest.HarvestAuthError, clockify.ClockifyAuthError, toggl.TogglAuthError)
 PERMISSION_ERRORS = (harvest.HarvestPermissionDenied,)
@@ -24,7 +25,7 @@ RESPONSE_ERRORS = (
 )
 
 
-class SyncError(Exception):
+class SyncError(TimesheetError):
     """Base of the sync's own errors."""
 
 
