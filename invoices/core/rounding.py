@@ -1,4 +1,7 @@
-"""Every rounding of hours and money in the product happens here, and nowhere else.
+"""Every rounding of billed hours and money happens here: amounts, rates, line quantities,
+rounding increments, the discount, a model's confidence, hours a reviewer types, and the
+percentages and hours the app shows (the admin, the unbilled list and realization call these
+functions rather than rounding on their own).
 
 Billing semantics: "round" means ROUND_HALF_UP. Python's Decimal defaults to half-even and
 PostgreSQL rounds on its own when handed extra digits, so amounts are rounded here, once, before
@@ -6,6 +9,13 @@ they are stored; totals are sums of stored amounts.
 
 Durations are exact fractions (integer seconds / 60 or / 3600) until the one place a quantity is
 shown, so no intermediate step rounds.
+
+What rounds elsewhere, and why: a tracker's own duration becomes the whole seconds that a time
+entry stores where it enters the product, before any billing: the file importer
+(`timesheets.importing.values.hours_to_seconds`, decimal hours half up; its XLSX reader for
+[h]:mm:ss cells) and the Clockify adapter (`integrations.clockify`, ISO 8601 durations).
+`timesheets` and `integrations` never import `invoices`, so they cannot call this module;
+from then on a duration is an exact integer and everything billed from it is rounded here.
 """
 
 from __future__ import annotations
