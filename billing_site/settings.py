@@ -221,8 +221,27 @@ QBO_REDIRECT_URI = env("QBO_REDIRECT_URI", default="")
 QBO_API_BASE_URL = env("QBO_API_BASE_URL", default="")
 # Income account for items created from billables (empty: QuickBooks' first income account).
 QBO_INCOME_ACCOUNT_ID = env("QBO_INCOME_ACCOUNT_ID", default="")
-# Stay under Intuit's 500 requests/minute per company.
+# Stay under Intuit's 500 requests/minute per company (integrations/quickbooks/pacing.py).
 QBO_REQUESTS_PER_MINUTE = env.int("QBO_REQUESTS_PER_MINUTE", default=400)
+# Requests under way at once per company; Intuit allows 10 (more are capped at 10).
+QBO_MAX_CONCURRENT_REQUESTS = env.int("QBO_MAX_CONCURRENT_REQUESTS", default=10)
+# Seconds to connect to and to read from Intuit (the libraries set none of their own).
+QBO_TIMEOUT_SECONDS = (
+    env.int("QBO_CONNECT_TIMEOUT_SECONDS", default=5),
+    env.int("QBO_READ_TIMEOUT_SECONDS", default=30),
+)
+# Pushing and voiding (invoices/quickbooks/pushing.py, voiding.py; docs/quickbooks.md): tries
+# of one push within a task and the seconds that task may spend; attempts over all tasks before
+# a push is left failed for a person; backoff between tries (doubling from the base up to the
+# cap; at least the throttle wait after a 429); how long a push waits for another process to
+# release the company's push lock.
+QBO_PUSH_MAX_TRIES = env.int("QBO_PUSH_MAX_TRIES", default=5)
+QBO_PUSH_TIME_BUDGET_SECONDS = env.int("QBO_PUSH_TIME_BUDGET_SECONDS", default=300)
+QBO_PUSH_MAX_ATTEMPTS = env.int("QBO_PUSH_MAX_ATTEMPTS", default=15)
+QBO_RETRY_BASE_SECONDS = env.float("QBO_RETRY_BASE_SECONDS", default=2.0)
+QBO_RETRY_MAX_SECONDS = env.float("QBO_RETRY_MAX_SECONDS", default=60.0)
+QBO_THROTTLE_WAIT_SECONDS = env.float("QBO_THROTTLE_WAIT_SECONDS", default=10.0)
+QBO_PUSH_LOCK_WAIT_SECONDS = env.int("QBO_PUSH_LOCK_WAIT_SECONDS", default=180)
 # This site's public address, for links back from QuickBooks invoices' private notes.
 BILLABLES_BASE_URL = env("BILLABLES_BASE_URL", default="")
 
@@ -249,8 +268,9 @@ HEALTH_SYNC_MAX_AGE_MINUTES = env.int("HEALTH_SYNC_MAX_AGE_MINUTES", default=180
 # `manage.py purge_raw_payloads` purges raw payloads older than this (what: in its docstring).
 RAW_PAYLOAD_RETENTION_DAYS = env.int("RAW_PAYLOAD_RETENTION_DAYS", default=90)
 
-# Logs go to stdout (the process manager or platform collects them): one JSON object per line
-# with the request id and the django-q2 task id; `plain` is one readable line for local work.
+# Logs go to stderr (the process manager or platform collects both streams): one JSON object per
+# line with the request id and the django-q2 task id; `plain` is one readable line for local
+# work. Never stdout: a management command's stdout is its data (`export_invoices > f.json`).
 # Secret values are redacted in both (billing_site.structured_logging).
 LOG_FORMAT = env("LOG_FORMAT", default="plain" if DEBUG else "json")
 if LOG_FORMAT not in ("json", "plain"):
@@ -269,7 +289,7 @@ LOGGING = {
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
+            "stream": "ext://sys.stderr",
             "formatter": LOG_FORMAT,
             "filters": ["context"],
         }
@@ -296,3 +316,11 @@ TRACKER_READ_TIMEOUT_SECONDS = env.int("TRACKER_READ_TIMEOUT_SECONDS", default=6
 TRACKER_MAX_RETRIES = env.int("TRACKER_MAX_RETRIES", default=4)
 TRACKER_BACKOFF_SECONDS = env.float("TRACKER_BACKOFF_SECONDS", default=1.0)
 TRACKER_MAX_WAIT_SECONDS = env.int("TRACKER_MAX_WAIT_SECONDS", default=120)
+
+# `manage.py check_connections`: the checks it runs (functions taking `live`, returning
+# integrations.checks.CheckResult), named here so the timesheets command need not import the
+# invoices app.
+CONNECTION_CHECKS = [
+    "timesheets.sync.checking.check_trackers",
+    "invoices.quickbooks.checking.check_quickbooks",
+]
