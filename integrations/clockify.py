@@ -338,6 +338,14 @@ class ClockifyClient(Backoff):
             found.extend(self._parse(items, _user))
         return found
 
+    def current_user(self) -> ClockifyUser:
+        """The key's user (`GET /user`): the cheapest authenticated request, used to check a
+        connection before go-live."""
+        body = self._send("GET", f"{self.base_url}/user")
+        if not isinstance(body, Mapping):
+            raise ClockifyResponseError("expected a JSON object for /user")
+        return self._parse([body], _user)[0]
+
     # --- plumbing ------------------------------------------------------------------------------
 
     def _bare_pages(

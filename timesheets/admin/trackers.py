@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django_q.tasks import async_task
 
@@ -101,6 +102,7 @@ class TrackerConnectionAdmin(admin.ModelAdmin):
         "status_shown",
         "last_success_at",
         "status_reason_shown",
+        "last_check_shown",
         "runs_link",
     )
     list_filter = ("kind", "status", "is_enabled")
@@ -118,6 +120,8 @@ class TrackerConnectionAdmin(admin.ModelAdmin):
         "consecutive_failures",
         "backfill_position",
         "runs_link",
+        "last_check_result",
+        "last_checked_at",
     )
     fieldsets = (
         (None, {"fields": ("name", "kind", "account_id", "token", "token_saved", "is_enabled")}),
@@ -132,6 +136,8 @@ class TrackerConnectionAdmin(admin.ModelAdmin):
                     "consecutive_failures",
                     "retry_after",
                     "runs_link",
+                    "last_check_result",
+                    "last_checked_at",
                 )
             },
         ),
@@ -158,6 +164,14 @@ class TrackerConnectionAdmin(admin.ModelAdmin):
         if obj is None:  # the state of a connection that does not exist yet is noise
             return [fieldset for fieldset in self.fieldsets if fieldset[0] != "State"]
         return self.fieldsets
+
+    @admin.display(description="Last check", ordering="last_checked_at")
+    def last_check_shown(self, connection: TrackerConnection) -> str:
+        """`manage.py check_connections`' last word on this connection, and when."""
+        if connection.last_checked_at is None:
+            return "never checked"
+        when = timezone.localtime(connection.last_checked_at)
+        return f"{connection.last_check_result} ({when:%Y-%m-%d %H:%M})"
 
     @admin.display(description="Status", ordering="status")
     def status_shown(self, connection: TrackerConnection) -> str:
