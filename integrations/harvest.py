@@ -17,8 +17,11 @@ Errors, each named, never carrying the token:
     HarvestUnavailable       5xx, timeouts, dropped connections, after bounded retries
     HarvestResponseError     any other answer, or a body that is not the documented shape
 
-429 answers are waited out when Retry-After is short (Harvest's limit is 100 requests per 15 s,
-so it usually is); 5xx and network errors are retried with exponential backoff.
+Requests are paced under Harvest's published limit, 100 requests per 15 s (api-notes 1.5 [D]),
+by a sliding-window budget shared by the clients of one account in this process, so a long
+sync waits before Harvest says 429 rather than after. A 429 that still comes (another process,
+another app on the same account) is waited out when Retry-After is short; 5xx and network
+errors are retried with exponential backoff.
 
 This module imports neither `timesheets` nor `invoices`.
 """
@@ -35,9 +38,16 @@ from typing import Any
 import requests
 
 from integrations.http_retries import Backoff, parse_timestamp, retry_after_seconds
+from integrations.pacing import Budgets, SlidingWindowBudget
 
 DEFAULT_BASE_URL = "https://api.harvestapp.com/v2"
 MAX_PER_PAGE = 2000
+# The general API's published limit (the Reports API's is 100 per 15 minutes; not used here).
+REQUESTS_PER_WINDOW = 100
+WINDOW_SECONDS = 15
+account_budget = Budgets(
+    lambda: SlidingWindowBudget(limit=REQUESTS_PER_WINDOW, window_seconds=WINDOW_SECONDS)
+)
 
 
 class HarvestError(Exception):
@@ -204,7 +214,9 @@ class HarvestClient(Backoff):
         max_wait_seconds: int = 120,
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
+        budget: SlidingWindowBudget | None = None,
     ) -> None:
+        """`budget`: the request pacing; by default the one of this account in this process."""
         if not user_agent.strip():
             raise ValueError("Harvest requires a User-Agent naming the app and a contact")
         self.base_url = base_url.rstrip("/")
@@ -221,6 +233,7 @@ class HarvestClient(Backoff):
         self._max_wait = max_wait_seconds
         self._sleep = sleep
         self._session = session or requests.Session()
+        self._budget = budget or account_budget(f"{self.base_url} {account_id}")
 
     def __repr__(self) -> str:  # never the token
         return f"HarvestClient({self.base_url!r})"
@@ -253,6 +266,15 @@ class HarvestClient(Backoff):
         for body in self._pages("users", {"per_page": str(MAX_PER_PAGE)}):
             found.extend(self._parse(body, "users", _user))
         return found
+
+    def current_user(self) -> HarvestUser:
+        """The token's user (`GET /users/me`): the cheapest authenticated request, used to check
+        a connection before go-live."""
+        body = self._get(f"{self.base_url}/users/me", None)
+        try:
+            return _user(body)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HarvestResponseError(f"unexpected /users/me answer: {exc!r}") from exc
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -291,6 +313,7 @@ class HarvestClient(Backoff):
         rate_limited_for: int | None = None
         for attempt in range(self._max_retries + 1):
             rate_limited_for = None
+            self._budget.acquire()
             try:
                 response = self._session.get(
                     url, params=params, headers=self._headers, timeout=self._timeout

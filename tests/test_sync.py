@@ -54,7 +54,7 @@ Status, RunStatus = TrackerConnection.Status, SyncRun.Status
 
 
 def today() -> dt.date:
-    """Today at the moment of asking: a run that crosses midnight must not compare with yesterday."""
+    """Today at the moment of asking: a run crossing midnight must not compare with yesterday."""
     return timezone.now().date()
 
 

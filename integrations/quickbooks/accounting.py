@@ -7,6 +7,7 @@ without an `auth_client` and handed the access token)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from requests_oauthlib import OAuth2Session
 from integrations.quickbooks.config import Timeouts
 from integrations.quickbooks.errors import QuickBooksConfigError, QuickBooksTransientError
 from integrations.quickbooks.faults import error_from_response
-from integrations.quickbooks.pacing import pacer
+from integrations.quickbooks.pacing import Pacer, pacer
 from integrations.quickbooks.payloads import (
     InvoiceInput,
     RemoteCustomer,
@@ -43,11 +44,14 @@ class _QuickBooksClient(QuickBooks):
     the package doc)."""
 
     timeouts: tuple[int, int] = (5, 30)
-    on_request: Callable[[], None] | None = None
+    request_slot: Callable[[], AbstractContextManager[None]] | None = None
 
     def process_request(self, request_type, url, headers="", params="", data=""):
-        if self.on_request is not None:
-            self.on_request()
+        # Paced, and holding one of the realm's concurrency slots for the whole round trip.
+        with self.request_slot() if self.request_slot is not None else nullcontext():
+            return self._timed_request(request_type, url, headers, params, data)
+
+    def _timed_request(self, request_type, url, headers, params, data):
         headers.update({"Authorization": "Bearer " + self.session.access_token})
         try:
             response = self.session.request(
@@ -96,25 +100,27 @@ class ApiConfig:
 class QuickBooksApi:
     """One company's Accounting API with one access token. `requests_made` counts calls."""
 
-    def __init__(self, config: ApiConfig):
+    def __init__(self, config: ApiConfig, *, pacing: Pacer | None = None):
+        """`pacing`: the realm's request pacing; by default this process's (one per realm)."""
         self.config = config
         self.requests_made = 0
+        self._pacer = pacing or pacer
         client = _QuickBooksClient(
             company_id=config.realm_id, minorversion=config.minor_version, use_decimal=True
         )
         client.api_url_v3 = config.base_url
         client.sandbox = False  # the base URL above already says which environment
         client.timeouts = config.timeouts.as_requests()
-        client.on_request = self._before_request
+        client.request_slot = self._request_slot
         client.session = OAuth2Session(
             config.client_id or None,
             token={"access_token": config.access_token, "token_type": "Bearer"},
         )
         self._client = client
 
-    def _before_request(self) -> None:
-        pacer.wait(self.config.realm_id, self.config.request_interval_seconds)
+    def _request_slot(self) -> AbstractContextManager[None]:
         self.requests_made += 1
+        return self._pacer.request(self.config.realm_id, self.config.request_interval_seconds)
 
     def _call(self, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         try:

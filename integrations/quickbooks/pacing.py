@@ -1,39 +1,92 @@
-"""Requests to one QuickBooks company paced under its limit (500 per minute per realm)."""
+"""Requests to one QuickBooks company paced under Intuit's limits (api-notes 4.7 [D]): 500
+requests per minute per realm, and 10 concurrent requests per app and realm.
+
+Two guards, both per realm in this process:
+- an interval between request starts (`QBO_REQUESTS_PER_MINUTE`, default 400: room under 500
+  for people using QuickBooks at the same time), and a sliding window that never lets 500
+  starts fall within one minute whatever the interval says;
+- a semaphore of `QBO_MAX_CONCURRENT_REQUESTS` (default 10) held for each request's whole
+  round trip.
+A push also holds a per-realm lock so processes take turns (invoices.quickbooks.pushing). The
+clock and the sleep are injectable, so tests check the pacing without waiting."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 
+from integrations.pacing import SlidingWindowBudget
 
-class _Pacer:
-    """At most one request per `interval` per realm from this process (QuickBooks allows 500
-    per minute per realm; a push also holds a per-realm lock so processes take turns)."""
+REQUESTS_PER_MINUTE_LIMIT = 500  # Intuit's, per realm
+MAX_CONCURRENT_LIMIT = 10  # Intuit's, per app and realm
 
-    def __init__(self) -> None:
+
+class Pacer:
+    """At most one request start per `interval` per realm, at most 500 in any minute, and at
+    most `max_concurrent` under way at once."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._clock = clock
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._next: dict[str, float] = {}
+        self._minute: dict[str, SlidingWindowBudget] = {}
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+
+    def _guards(
+        self, realm_id: str, max_concurrent: int
+    ) -> tuple[SlidingWindowBudget, threading.BoundedSemaphore]:
+        with self._lock:
+            if realm_id not in self._minute:
+                self._minute[realm_id] = SlidingWindowBudget(
+                    limit=REQUESTS_PER_MINUTE_LIMIT,
+                    window_seconds=60,
+                    clock=self._clock,
+                    sleep=self._sleep,
+                )
+                self._slots[realm_id] = threading.BoundedSemaphore(
+                    min(max_concurrent, MAX_CONCURRENT_LIMIT)
+                )
+            return self._minute[realm_id], self._slots[realm_id]
 
     def wait(self, realm_id: str, interval: float) -> None:
+        """Wait for this realm's next start (the interval, then the minute's budget)."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             start = max(now, self._next.get(realm_id, now))
             self._next[realm_id] = start + interval
         if start > now:
-            time.sleep(start - now)
+            self._sleep(start - now)
+        minute, _ = self._guards(realm_id, max_concurrent_requests())
+        minute.acquire()
+
+    @contextmanager
+    def request(self, realm_id: str, interval: float) -> Iterator[None]:
+        """Around one request: paced start, and a concurrency slot for its round trip."""
+        _, slots = self._guards(realm_id, max_concurrent_requests())
+        with slots:
+            self.wait(realm_id, interval)
+            yield
 
     def settle(self, realm_id: str) -> None:
         """Sleep until this process may send its next request to the realm (used before
         handing the realm's push lock to another process)."""
         with self._lock:
-            wait = self._next.get(realm_id, 0.0) - time.monotonic()
+            wait = self._next.get(realm_id, 0.0) - self._clock()
         if wait > 0:
-            time.sleep(wait)
+            self._sleep(wait)
 
 
-pacer = _Pacer()
+pacer = Pacer()
 
 
 def settle_pacing(realm_id: str) -> None:
@@ -44,3 +97,7 @@ def request_interval_seconds() -> float:
     """Seconds between two requests to one realm under `QBO_REQUESTS_PER_MINUTE` (default 400,
     leaving room under QuickBooks' 500 for people using QuickBooks at the same time)."""
     return 60 / int(getattr(settings, "QBO_REQUESTS_PER_MINUTE", 400))
+
+
+def max_concurrent_requests() -> int:
+    return int(getattr(settings, "QBO_MAX_CONCURRENT_REQUESTS", MAX_CONCURRENT_LIMIT))
