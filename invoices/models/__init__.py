@@ -27,6 +27,7 @@ from invoices.models.quickbooks import (
     ItemMapping,
     QuickBooksConnection,
 )
+from invoices.models.utbms import UtbmsCode
 
 # isort: on
 
@@ -58,4 +59,5 @@ __all__ = [
     "Rate",
     "RateMultiplier",
     "TokenUsage",
+    "UtbmsCode",
 ]

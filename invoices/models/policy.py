@@ -6,6 +6,7 @@ from django.db.models import Q
 
 from invoices.core.policy import GroupBy, RoundingLocus, RoundingMode
 from invoices.models.amounts import MONEY
+from invoices.models.utbms import validate_activity_code, validate_task_code
 from timesheets.models import Client, Project
 
 
@@ -14,6 +15,21 @@ class Category(models.Model):
     name = models.CharField(max_length=100)
     billable = models.BooleanField(default=True, help_text="Billable by default.")
     billing_code = models.CharField(max_length=20, blank=True, help_text="Default billing code.")
+    # LEDES (docs/ledes.md): the UTBMS task and activity codes of this category's time, for
+    # clients that require UTBMS; a client's billing code for the category, when it is a UTBMS
+    # task code, takes the task code's place.
+    utbms_task_code = models.CharField(
+        max_length=10,
+        blank=True,
+        validators=[validate_task_code],
+        help_text="Default UTBMS task code, e.g. L120.",
+    )
+    utbms_activity_code = models.CharField(
+        max_length=10,
+        blank=True,
+        validators=[validate_activity_code],
+        help_text="Default UTBMS activity code, e.g. A104.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -54,6 +70,18 @@ class ClientPolicy(models.Model):
     bill_approved_only = models.BooleanField(
         default=False,
         help_text="Hold entries the tracker reports as not approved (billing semantics 10.2).",
+    )
+    # LEDES (docs/ledes.md).
+    requires_utbms = models.BooleanField(
+        default=False,
+        help_text="Every billed line needs a UTBMS task and activity code (expenses: an "
+        "expense code); the pre-send checks and the LEDES export hold the invoice otherwise.",
+    )
+    ledes_client_id = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="The CLIENT_ID of LEDES files (the firm's code for the client); empty: the "
+        "client's id.",
     )
 
     class Meta:
