@@ -421,3 +421,67 @@ class HeldEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.date} {self.external_id} ({self.connection.name})"
+
+
+# --- uploads imported in the background (timesheets.importing.jobs) ---------------------------
+
+
+class ImportJob(models.Model):
+    """An upload too large to import inside the web request (setting IMPORT_BACKGROUND_BYTES):
+    its file is kept in the database (`ImportJobChunk`, so a worker on any machine can read it)
+    until a django-q2 task has imported it, and the job shows how far it got."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    filename = models.CharField(max_length=255)
+    size = models.PositiveBigIntegerField(default=0)
+    # The upload form's choices ("": the file or the setting decides).
+    date_order = models.CharField(max_length=3, blank=True)
+    internal_time = models.CharField(max_length=10, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    rows_read = models.PositiveIntegerField(default=0)
+    rows_total = models.PositiveIntegerField(default=0)
+    summary = models.TextField(blank=True)
+    # A refused file's problems: [{"row", "column", "reason", "hint"}], as the upload page lists.
+    errors = models.JSONField(default=list, blank=True)
+    batch = models.OneToOneField(
+        ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="job"
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.get_status_display()})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+class ImportJobChunk(models.Model):
+    """One block of an ImportJob's file, in order; deleted when the job finishes."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="chunks")
+    position = models.PositiveIntegerField()
+    data = models.BinaryField()
+
+    class Meta:
+        ordering = ["job", "position"]
+        constraints = [
+            models.UniqueConstraint("job", "position", name="import_job_chunk_position_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job} block {self.position}"

@@ -4,11 +4,16 @@ once). The work and its guarantees live in `timesheets.sync`."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
 from django_q.tasks import async_task
 
 from timesheets import sync
-from timesheets.models import ImportBatch, SyncRun, TrackerConnection
+from timesheets.importing import jobs
+from timesheets.models import ImportBatch, ImportJob, SyncRun, TrackerConnection
 from timesheets.signals import entries_imported
 
 logger = logging.getLogger(__name__)
@@ -59,3 +64,32 @@ def announce_synced_entries(
         sync_run_id=sync_run_id,
     )
     return len(entry_ids) + len(frozen_entry_ids)
+
+
+def queue_import_job(
+    *,
+    upload: UploadedFile,
+    user: User | None,
+    date_order: str | None = None,
+    internal_time: str | None = None,
+) -> ImportJob:
+    """Store an upload as an ImportJob and enqueue its import once the job has committed."""
+    job = jobs.store_upload(
+        upload=upload, user=user, date_order=date_order, internal_time=internal_time
+    )
+    transaction.on_commit(
+        partial(
+            async_task,
+            "timesheets.tasks.import_job_task",
+            job.pk,
+            q_options={"group": f"import-{job.pk}"},
+        )
+    )
+    return job
+
+
+def import_job_task(job_id: int) -> str:
+    """Import one stored upload. A second delivery finds the job finished, or running in
+    another worker, and does nothing (timesheets.importing.jobs)."""
+    job = jobs.run_import_job(job_id=job_id)
+    return job.status if job is not None else "nothing to do"

@@ -8,16 +8,20 @@ from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
 from timesheets.admin.common import NOTES_PREVIEW_CHARS, _ReadOnlyAdmin, format_hours_minutes
 from timesheets.importing import ImportRejected, check_file_size, import_file
+from timesheets.importing.jobs import background_bytes, job_errors
 from timesheets.models import (
     ImportBatch,
+    ImportJob,
     TimeEntry,
 )
+from timesheets.tasks import queue_import_job
 
 
 class AtSourceFilter(admin.SimpleListFilter):
@@ -164,12 +168,22 @@ class ImportBatchAdmin(_ReadOnlyAdmin):
         return request.user.has_perm(f"{self.opts.app_label}.add_{self.opts.model_name}")
 
     def get_urls(self) -> list[URLPattern]:
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
         import_csv = path(
             "import-csv/",
             self.admin_site.admin_view(self.import_csv_view),
-            name=f"{self.opts.app_label}_{self.opts.model_name}_import_csv",
+            name=f"{info}_import_csv",
         )
-        return [import_csv, *super().get_urls()]
+        import_job = path(
+            "import-csv/job/<int:job_id>/",
+            self.admin_site.admin_view(self.import_job_view),
+            name=f"{info}_import_job",
+        )
+        return [import_csv, import_job, *super().get_urls()]
+
+    def _url(self, view: str, *args: Any) -> str:
+        name = f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_{view}"
+        return reverse(name, args=args)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -192,14 +206,27 @@ class ImportBatchAdmin(_ReadOnlyAdmin):
             if form.is_valid():
                 date_order = form.cleaned_data["date_order"] or None
                 internal_time = form.cleaned_data["internal_time"] or None
+                queued: list[ImportJob] = []
                 for upload in form.cleaned_data["files"]:
                     name = upload.name or "upload.csv"
                     try:
                         # By its size first: an oversized upload is refused unread.
                         check_file_size(name=name, size=upload.size or 0)
+                        if (upload.size or 0) > background_bytes():
+                            # Too long for a request: a task imports it (timesheets.importing
+                            # .jobs), and the job's page shows how far it got.
+                            queued.append(
+                                queue_import_job(
+                                    upload=upload,
+                                    user=request.user,
+                                    date_order=date_order,
+                                    internal_time=internal_time,
+                                )
+                            )
+                            continue
                         result = import_file(
                             name=name,
-                            content=upload.read(),
+                            stream=upload.file,
                             user=request.user,
                             date_order=date_order,
                             internal_time=internal_time,
@@ -212,11 +239,21 @@ class ImportBatchAdmin(_ReadOnlyAdmin):
                             f"{result.batch.filename}: {result.summary()}",
                             messages.SUCCESS,
                         )
-                if not rejections:
-                    return redirect(
-                        f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}"
-                        "_changelist"
+                for job in queued:
+                    self.message_user(
+                        request,
+                        format_html(
+                            '{}: queued for import in the background; <a href="{}">see its '
+                            "progress</a>",
+                            job.filename,
+                            self._url("import_job", job.pk),
+                        ),
+                        messages.INFO,
                     )
+                if not rejections:
+                    if len(queued) == 1:
+                        return redirect(self._url("import_job", queued[0].pk))
+                    return redirect(self._url("changelist"))
         else:
             form = ImportCsvForm()
         context = {
@@ -228,3 +265,22 @@ class ImportBatchAdmin(_ReadOnlyAdmin):
             "has_view_permission": self.has_view_permission(request),
         }
         return TemplateResponse(request, "admin/timesheets/importbatch/import_csv.html", context)
+
+    def import_job_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
+        """A background import's progress (the page reloads itself until the job is done),
+        then its summary or its errors."""
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(ImportJob.objects.select_related("batch"), pk=job_id)
+        percent = min(100, job.rows_read * 100 // job.rows_total) if job.rows_total else 0
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Import of {job.filename}",
+            "job": job,
+            "percent": percent,
+            "errors": job_errors(job),
+            "import_csv_url": self._url("import_csv"),
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/timesheets/importbatch/import_job.html", context)
