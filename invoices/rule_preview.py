@@ -1,18 +1,28 @@
-"""What a classification rule would do before it is saved: a what-if, in memory only.
+"""What a classification rule, or a whole rules file, would do before it is saved.
 
-The period's entries are classified twice with the same loaded configuration, once with the
-rules as they are and once with the edited rule in place, and each invoice scope is priced
-both ways with `invoices.core.pricing.price_invoice`. Nothing is written: the preview shows
-which entries the rule matches, which decisions it changes, and how each invoice total moves.
-Entries frozen on an approved invoice are listed as such and never re-priced (section 8).
+A rule (`preview_rule`) is a what-if in memory only: the period's entries are classified
+twice with the same loaded configuration, once with the rules as they are and once with the
+edited rule in place, and each invoice scope is priced both ways with
+`invoices.core.pricing.price_invoice`. Nothing is written: the preview shows which entries the
+rule matches, which decisions it changes, and how each invoice total moves. Entries frozen on
+an approved invoice are listed as such and never re-priced (section 8).
+
+A rules file (`preview_rules_file`) changes too much for a what-if in memory (categories,
+rates, policies, codes, caps): it runs the real path, saving the file, re-classifying and
+redrafting every open draft, inside a transaction that is rolled back, so the preview is
+exactly what saving would do.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Count
 
 from invoices.classification import (
     _manual,
@@ -31,8 +41,15 @@ from invoices.core.classify import (
     order_rules,
 )
 from invoices.core.pricing import PricedEntry, PricingError, price_invoice
-from invoices.drafting import Period
-from invoices.models import Classification, ClassificationRule, Invoice, InvoiceStatus
+from invoices.drafting import Period, draft_invoices
+from invoices.models import (
+    Classification,
+    ClassificationRule,
+    Invoice,
+    InvoiceEntry,
+    InvoiceStatus,
+)
+from invoices.rulesfile import ApplySummary, import_rules
 from timesheets.models import Client, TimeEntry
 
 # Enough to judge a rule; the counts cover every entry.
@@ -257,3 +274,206 @@ def _totals(scopes, config: Configuration, period: Period, entries) -> list[Tota
             )
         )
     return totals
+
+
+# --- The whole rules file: what saving it would change (issue 16, row 24) -------------------
+
+
+@dataclass(frozen=True)
+class InvoiceTotalChange:
+    """An open draft whose total saving the file would change (old is None: a new draft;
+    new is None: the draft would be removed, nothing left to bill)."""
+
+    invoice_id: int | None
+    label: str
+    client: str
+    scope: str
+    period: str
+    currency: str
+    old: Decimal | None
+    new: Decimal | None
+    pending_old: int
+    pending_new: int
+    # The total the draft shows now, where it is stale and a rebuild alone would change it
+    # (`old` is the total rebuilt without the file).
+    shown: Decimal | None = None
+
+    @property
+    def delta(self) -> Decimal:
+        return (self.new or Decimal(0)) - (self.old or Decimal(0))
+
+
+@dataclass(frozen=True)
+class CategoryChange:
+    """An entry (not frozen) that saving the file would classify in another category."""
+
+    entry_id: int
+    client: str
+    date: dt.date
+    person: str
+    notes: str
+    old: str  # category name, or "" for none (pending, or bills nothing)
+    new: str
+
+
+@dataclass
+class RulesFilePreview:
+    """What `import_rules` would do with the file: its summary, the open drafts whose total
+    moves, and the entries whose category changes. Computed by doing it and rolling back."""
+
+    summary: ApplySummary
+    invoices: list[InvoiceTotalChange] = field(default_factory=list)
+    entries: list[CategoryChange] = field(default_factory=list)
+    entries_changed: int = 0
+    drafts_compared: int = 0
+
+    @property
+    def more_entries(self) -> int:
+        return max(0, self.entries_changed - len(self.entries))
+
+    def lines(self) -> list[str]:
+        """The report `manage.py import_rules --dry-run` prints."""
+        out = list(self.summary.lines())
+        # The summary's last line says it was a dry run: it stays the report's last line.
+        last = [out.pop()] if self.summary.dry_run else []
+        if self.invoices:
+            out.append(
+                f"open invoices whose total would change ({len(self.invoices)} of "
+                f"{self.drafts_compared} drafts):"
+            )
+            for change in self.invoices:
+                old = "-" if change.old is None else f"{change.old}"
+                new = "removed" if change.new is None else f"{change.new}"
+                scope = f" / {change.scope}" if change.scope else ""
+                out.append(
+                    f"  {change.label} {change.client}{scope} {change.period}: {old} -> {new} "
+                    f"{change.currency} (pending {change.pending_old} -> {change.pending_new})"
+                    + (f"; stale, shows {change.shown} until rebuilt" if change.shown else "")
+                )
+        else:
+            out.append(f"no open invoice's total would change ({self.drafts_compared} drafts)")
+        if self.entries_changed:
+            out.append(f"entries whose category would change: {self.entries_changed}")
+            for change in self.entries:
+                out.append(
+                    f"  {change.date} {change.client} {change.person} {change.notes!r}: "
+                    f"{change.old or '(none)'} -> {change.new or '(none)'}"
+                )
+            if self.more_entries:
+                out.append(f"  and {self.more_entries} more")
+        else:
+            out.append("no entry's category would change")
+        return out + last
+
+
+def preview_rules_file(*, text: str, prune: bool = False) -> RulesFilePreview:
+    """Exactly what saving the rules file would do, without saving it: inside one transaction
+    the real path runs (`import_rules`, which applies the file and re-classifies), then every
+    open draft (every draft, of every period that has one) is redrafted, the totals and
+    categories are compared with those before, and everything is rolled back. An invalid file
+    raises `RulesFileInvalid` as the import does. Holds the import's lock while it runs."""
+    with transaction.atomic():
+        shown = _open_drafts()
+        periods: dict[Period, set[int]] = defaultdict(set)
+        for start, end, client_id, _ in shown:
+            periods[Period(start, end)].add(client_id)
+        # First as the drafts stand without the file (a stale draft rebuilt), so that the
+        # comparison is the file's doing alone, not decisions made since the last rebuild.
+        _redraft(periods)
+        drafts_before, categories_before = _open_drafts(), _categories()
+        summary = import_rules(text, prune=prune)
+        _redraft(periods)
+        drafts_after, categories_after = _open_drafts(), _categories()
+        preview = RulesFilePreview(
+            summary=summary,
+            invoices=_total_changes(drafts_before, drafts_after, shown),
+            drafts_compared=len(shown),
+        )
+        _category_changes(preview, categories_before, categories_after)
+        transaction.set_rollback(True)
+    summary.dry_run = True
+    return preview
+
+
+DraftKey = tuple[dt.date, dt.date, int, int | None]
+
+
+def _redraft(periods: dict[Period, set[int]]) -> None:
+    for period, client_ids in sorted(periods.items(), key=lambda item: item[0].start):
+        draft_invoices(period=period, client_ids=sorted(client_ids))
+
+
+def _open_drafts() -> dict[DraftKey, InvoiceTotalChange]:
+    """Every draft by (period, client, project), as a change with only its current side."""
+    drafts = Invoice.objects.filter(status=InvoiceStatus.DRAFT).select_related("client", "project")
+    pending = dict(
+        InvoiceEntry.objects.filter(invoice__in=drafts, state=InvoiceEntry.State.PENDING)
+        .values("invoice_id")
+        .annotate(n=Count("id"))
+        .values_list("invoice_id", "n")
+    )
+    return {
+        (d.period_start, d.period_end, d.client_id, d.project_id): InvoiceTotalChange(
+            invoice_id=d.pk,
+            label=d.label,
+            client=d.client.name,
+            scope=d.project.name if d.project else "",
+            period=f"{d.period_start}..{d.period_end}",
+            currency=d.currency,
+            old=d.total,
+            new=d.total,
+            pending_old=pending.get(d.pk, 0),
+            pending_new=pending.get(d.pk, 0),
+        )
+        for d in drafts
+    }
+
+
+def _total_changes(before: dict, after: dict, shown: dict) -> list[InvoiceTotalChange]:
+    changes = []
+    for key in sorted(set(before) | set(after), key=lambda k: (k[0], str(k[2]), k[3] or 0)):
+        old, new = before.get(key), after.get(key)
+        if old is not None and key in shown and shown[key].old != old.old:
+            old = dataclasses.replace(old, shown=shown[key].old)
+        if old is not None and new is not None:
+            change = dataclasses.replace(old, new=new.new, pending_new=new.pending_new)
+        elif old is not None:
+            change = dataclasses.replace(old, new=None, pending_new=0)
+        else:
+            change = dataclasses.replace(new, invoice_id=None, old=None, pending_old=0)
+        if (change.old, change.pending_old) != (change.new, change.pending_new):
+            changes.append(change)
+    return sorted(changes, key=lambda c: (c.period, c.client.casefold(), c.scope))
+
+
+def _categories() -> dict[int, str]:
+    """Each unfrozen entry's category name ("" for none)."""
+    return {
+        entry_id: name or ""
+        for entry_id, name in Classification.objects.filter(entry__locked=False).values_list(
+            "entry_id", "category__name"
+        )
+    }
+
+
+def _category_changes(preview: RulesFilePreview, before: dict, after: dict) -> None:
+    changed = sorted(pk for pk in set(before) | set(after) if before.get(pk) != after.get(pk))
+    preview.entries_changed = len(changed)
+    listed = TimeEntry.objects.filter(id__in=changed[:MAX_LISTED_ENTRIES]).select_related(
+        "client", "person"
+    )
+    preview.entries = sorted(
+        (
+            CategoryChange(
+                entry_id=e.id,
+                client=e.client.name,
+                date=e.date,
+                person=e.person.name,
+                notes=e.notes,
+                old=before.get(e.id, ""),
+                new=after.get(e.id, ""),
+            )
+            for e in listed
+        ),
+        key=lambda c: (c.client.casefold(), c.date, c.entry_id),
+    )

@@ -1,15 +1,18 @@
-"""Billing configuration in the admin: the firm, categories, classification rules (with a
+"""Billing configuration in the admin: the firm (and the whole rules file, uploaded with a
+preview of what saving it changes), categories, classification rules (with a
 what-if "Preview" before saving), rates and client policies (with the client's billing codes,
 rate multipliers and caps beside the policy)."""
 
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
 from invoices.core.classify import NotesPatternRefused, compile_notes_pattern
 from invoices.core.rates import RateRow, find_overlaps
@@ -25,12 +28,47 @@ from invoices.models import (
     RateMultiplier,
 )
 from invoices.overview import default_period
-from invoices.rule_preview import preview_rule
+from invoices.rule_preview import preview_rule, preview_rules_file
+from invoices.rulesfile import RulesFileInvalid, import_rules
 from timesheets.models import Client
+
+
+class RulesFileForm(forms.Form):
+    file = forms.FileField(required=False, help_text="The firm's rules file (YAML, UTF-8).")
+    # The previewed file's text, sent back by "Save" so that what is saved is what was seen.
+    text = forms.CharField(required=False, widget=forms.HiddenInput, strip=False)
+    prune = forms.BooleanField(
+        required=False,
+        help_text="Delete the rows in the file's scope that it does not list (as --prune).",
+    )
+
+    def clean(self):
+        data = super().clean()
+        upload = data.get("file")
+        if upload is not None:
+            if upload.size > MAX_RULES_FILE_BYTES:
+                raise ValidationError(
+                    f"the file has {upload.size} bytes; a rules file is at most "
+                    f"{MAX_RULES_FILE_BYTES}"
+                )
+            try:
+                data["text"] = upload.read().decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValidationError("the file is not UTF-8 text; save it as UTF-8") from None
+        if not data.get("text"):
+            raise ValidationError("choose a rules file")
+        return data
+
+
+MAX_RULES_FILE_BYTES = 2_000_000
 
 
 @admin.register(Firm)
 class FirmAdmin(admin.ModelAdmin):
+    """The firm's settings, and the whole rules file uploaded with a preview: which open
+    invoices' totals and which entries' categories saving it would change (the real import,
+    rolled back: `invoices.rule_preview.preview_rules_file`), then Save."""
+
     list_display = [
         "name",
         "currency",
@@ -38,12 +76,53 @@ class FirmAdmin(admin.ModelAdmin):
         "approver_must_differ_from_corrector",
         "approvers_need_two_factor",
     ]
+    change_list_template = "admin/invoices/firm/change_list.html"
 
     def has_add_permission(self, request):
         return not Firm.objects.exists()
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.rules_file_view)
+        return [path("rules-file/", view, name="invoices_firm_rules_file"), *super().get_urls()]
+
+    def rules_file_view(self, request):
+        # The file holds the firm's own settings too, which only those who may change the
+        # firm change (the roles leave that to a superuser).
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        form = RulesFileForm(request.POST or None, request.FILES or None)
+        preview = None
+        if request.method == "POST" and form.is_valid():
+            text, prune = form.cleaned_data["text"], form.cleaned_data["prune"]
+            try:
+                if "_save" in request.POST:
+                    summary = import_rules(text, prune=prune)
+                    self.message_user(
+                        request,
+                        "Rules file saved: " + "; ".join(summary.lines()[:11]),
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(reverse("admin:invoices_firm_rules_file"))
+                preview = preview_rules_file(text=text, prune=prune)
+                form = RulesFileForm(initial={"text": text, "prune": prune})
+            except RulesFileInvalid as rejection:
+                count = len(rejection.errors)
+                form.add_error(
+                    None,
+                    f"{count} error{'s' if count != 1 else ''}; nothing was changed: "
+                    + "; ".join(str(error) for error in rejection.errors),
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import a rules file",
+            "opts": self.model._meta,
+            "form": form,
+            "preview": preview,
+        }
+        return TemplateResponse(request, "admin/invoices/firm/rules_file.html", context)
 
 
 @admin.register(Category)

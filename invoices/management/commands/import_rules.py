@@ -5,6 +5,10 @@ rows that changed. On success it prints, per kind of row, how many were created,
 unchanged and deleted, and names the rows the file does not list (kept, or deleted with
 --prune); on failure it prints every problem, one per line with its path in the file, to stderr
 and exits with status 1 having changed nothing.
+
+With --dry-run it also lists each open draft whose total would change (old -> new) and each
+entry whose category would change (`invoices.rule_preview.preview_rules_file`: the real import,
+re-classification and redrafting, rolled back).
 """
 
 from pathlib import Path
@@ -12,6 +16,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from invoices.rule_preview import preview_rules_file
 from invoices.rulesfile import RulesFileInvalid, import_rules
 
 
@@ -23,7 +28,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run",
             action="store_true",
-            help="Validate and apply inside a transaction, report, then roll everything back.",
+            help="Do what saving would (apply the file, re-classify, redraft every open draft) "
+            "inside a transaction, report which open invoices' totals and which entries' "
+            "categories would change, then roll everything back.",
         )
         parser.add_argument(
             "--prune",
@@ -41,7 +48,10 @@ class Command(BaseCommand):
         except UnicodeDecodeError:
             raise CommandError(f"{file}: not UTF-8 text; save the file as UTF-8") from None
         try:
-            summary = import_rules(text, dry_run=dry_run, prune=prune)
+            if dry_run:
+                lines = preview_rules_file(text=text, prune=prune).lines()
+            else:
+                lines = import_rules(text, prune=prune).lines()
         except RulesFileInvalid as rejection:
             for error in rejection.errors:
                 self.stderr.write(str(error))
@@ -49,5 +59,5 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{file}: {count} error{'s' if count != 1 else ''}; nothing was changed"
             ) from None
-        for line in summary.lines():
+        for line in lines:
             self.stdout.write(line)
