@@ -1,3 +1,4 @@
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
 from invoices.classification import classify_entries, entries_to_classify
@@ -8,6 +9,9 @@ from ._period import add_period_arguments, period_from_options
 
 
 class Command(BaseCommand):
+    # Model checks only: a data command serves no pages, so it skips the URL and admin checks
+    # (which import every admin module: most of a command's start-up, issue #12).
+    requires_system_checks = [Tags.models]
     help = (
         "Classify entries with the manual, rules and memory tiers (billing semantics 2); with "
         "--model or --batch-api, then ask the language model about what they left undecided."

@@ -1,4 +1,5 @@
 from django.contrib.auth.models import Group, User
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand
 
 DEMO_USER, DEMO_PASSWORD = "demo", "billables-demo"
@@ -7,6 +8,9 @@ ROLE_USERS = {"ops": "Ops staff", "approver": "Approvers"}
 
 
 class Command(BaseCommand):
+    # Model checks only: a data command serves no pages, so it skips the URL and admin checks
+    # (which import every admin module: most of a command's start-up, issue #12).
+    requires_system_checks = [Tags.models]
     help = "Create the demo logins if they do not exist. For the demo only."
 
     def handle(self, *args, **options):

@@ -1,6 +1,7 @@
 from collections import defaultdict
 from fractions import Fraction
 
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
 from invoices.core.rounding import round_quantity
@@ -12,6 +13,9 @@ from ._period import add_period_arguments, period_from_options
 
 
 class Command(BaseCommand):
+    # Model checks only: a data command serves no pages, so it skips the URL and admin checks
+    # (which import every admin module: most of a command's start-up, issue #12).
+    requires_system_checks = [Tags.models]
     help = (
         "Draft (or rebuild) invoices for a period. Approved invoices are left as they are. "
         "Then lists the unbilled time (billable entries on no live invoice, of any period) per "

@@ -25,6 +25,7 @@ import json
 from datetime import UTC, datetime
 
 from django.apps import apps
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
@@ -258,6 +259,9 @@ def find_client(name_or_id: str) -> Client:
 
 
 class Command(BaseCommand):
+    # Model checks only: a data command serves no pages, so it skips the URL and admin checks
+    # (which import every admin module: most of a command's start-up, issue #12).
+    requires_system_checks = [Tags.models]
     help = "Write one client's entries, invoices (with lines) and audit trail as JSON."
 
     def add_arguments(self, parser):

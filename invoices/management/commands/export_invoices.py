@@ -1,5 +1,6 @@
 import json
 
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand
 
 from invoices.exporting import export_period, period_lines_csv
@@ -8,6 +9,9 @@ from ._period import add_period_arguments, period_from_options
 
 
 class Command(BaseCommand):
+    # Model checks only: a data command serves no pages, so it skips the URL and admin checks
+    # (which import every admin module: most of a command's start-up, issue #12).
+    requires_system_checks = [Tags.models]
     help = "Write a period's invoices as JSON (see docs/invoice-export.md), or their lines as CSV."
 
     def add_arguments(self, parser):

@@ -9,12 +9,16 @@ it is found now rather than when the file is next imported.
 from pathlib import Path
 from typing import Any
 
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from invoices.rulesfile import RulesExportError, RulesFileInvalid, export_rules, load_rules
 
 
 class Command(BaseCommand):
+    # Model checks only: a data command serves no pages, so it skips the URL and admin checks
+    # (which import every admin module: most of a command's start-up, issue #12).
+    requires_system_checks = [Tags.models]
     help = "Export the firm's whole billing configuration as a rules file (YAML)."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -14,6 +14,7 @@ re-classification and redrafting, rolled back).
 from pathlib import Path
 from typing import Any
 
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from invoices.rule_preview import preview_rules_file
@@ -21,6 +22,9 @@ from invoices.rulesfile import RulesFileInvalid, import_rules
 
 
 class Command(BaseCommand):
+    # Model checks only: a data command serves no pages, so it skips the URL and admin checks
+    # (which import every admin module: most of a command's start-up, issue #12).
+    requires_system_checks = [Tags.models]
     help = "Import a rules file (YAML): the firm's whole billing configuration, all or nothing."
 
     def add_arguments(self, parser: CommandParser) -> None:

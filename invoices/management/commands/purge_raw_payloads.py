@@ -31,6 +31,7 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.db.models import Q
@@ -127,6 +128,9 @@ def purge(*, older_than: timedelta, dry_run: bool = False, held_entries: bool = 
 
 
 class Command(BaseCommand):
+    # Model checks only: a data command serves no pages, so it skips the URL and admin checks
+    # (which import every admin module: most of a command's start-up, issue #12).
+    requires_system_checks = [Tags.models]
     help = "Purge raw payloads older than a retention age (see the module doc for what)."
 
     def add_arguments(self, parser):

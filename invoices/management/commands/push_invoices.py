@@ -6,6 +6,7 @@ manage.py push_invoices --period 2026-10 --now    # and send them here, one at a
 manage.py push_invoices --statuses                # read QuickBooks' status back now
 """
 
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.quickbooks import QuickBooksError
@@ -16,6 +17,9 @@ from ._period import add_period_arguments, period_from_options
 
 
 class Command(BaseCommand):
+    # Model checks only: a data command serves no pages, so it skips the URL and admin checks
+    # (which import every admin module: most of a command's start-up, issue #12).
+    requires_system_checks = [Tags.models]
     help = "Queue approved invoices for QuickBooks; --now sends them in this process."
 
     def add_arguments(self, parser):

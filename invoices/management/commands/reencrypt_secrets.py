@@ -22,6 +22,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 from django.apps import apps
 from django.conf import settings
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 from django.db import models, transaction
 
@@ -99,6 +100,9 @@ def reencrypt_all(*, dry_run: bool = False) -> RotationReport:
 
 
 class Command(BaseCommand):
+    # Model checks only: a data command serves no pages, so it skips the URL and admin checks
+    # (which import every admin module: most of a command's start-up, issue #12).
+    requires_system_checks = [Tags.models]
     help = "Re-encrypt stored credentials with the newest key of BILLABLES_ENCRYPTION_KEYS."
 
     def add_arguments(self, parser):

@@ -4,6 +4,7 @@ A management command rather than a data migration, so schedules can be re-assert
 edited or deleted one in the admin) without touching migration history.
 """
 
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 from django_q.models import Schedule
@@ -27,6 +28,9 @@ SCHEDULES = [
 
 
 class Command(BaseCommand):
+    # Model checks only: a data command serves no pages, so it skips the URL and admin checks
+    # (which import every admin module: most of a command's start-up, issue #12).
+    requires_system_checks = [Tags.models]
     help = "Create or update the recurring background schedules (idempotent)."
 
     def handle(self, *args, **options):

@@ -9,6 +9,7 @@ missed hour is read by the next run.
 
 from typing import Any
 
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.utils import timezone
@@ -46,6 +47,9 @@ def ensure_schedule(*, minutes: int = 60) -> tuple[Schedule, bool]:
 
 
 class Command(BaseCommand):
+    # Model checks only: a data command serves no pages, so it skips the URL and admin checks
+    # (which import every admin module: most of a command's start-up, issue #12).
+    requires_system_checks = [Tags.models]
     help = "Create or update the django-q2 schedule of the tracker sync (hourly by default)."
 
     def add_arguments(self, parser: CommandParser) -> None:

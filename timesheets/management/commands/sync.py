@@ -7,6 +7,7 @@ by the next one with nothing lost or duplicated.
 
 from typing import Any
 
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from timesheets.models import SyncRun, TrackerConnection
@@ -33,6 +34,9 @@ def describe(run: SyncRun) -> str:
 
 
 class Command(BaseCommand):
+    # Model checks only: a data command serves no pages, so it skips the URL and admin checks
+    # (which import every admin module: most of a command's start-up, issue #12).
+    requires_system_checks = [Tags.models]
     help = "Sync time entries from the tracker connections (all that are due, or one)."
 
     def add_arguments(self, parser: CommandParser) -> None:
