@@ -51,6 +51,13 @@ from typing import Any
 
 import requests
 
+from integrations.errors import (
+    IntegrationError,
+    TrackerAuthError,
+    TrackerRateLimited,
+    TrackerResponseError,
+    TrackerUnavailable,
+)
 from integrations.http_retries import Backoff, parse_timestamp, retry_after_seconds
 
 DEFAULT_BASE_URL = "https://api.clockify.me/api/v1"
@@ -64,25 +71,23 @@ _ISO_DURATION = re.compile(
 )
 
 
-class ClockifyError(Exception):
-    """Base of everything this adapter raises."""
+class ClockifyError(IntegrationError):
+    """Base of everything this adapter raises (integrations.errors: one base per layer)."""
 
 
-class ClockifyAuthError(ClockifyError):
+class ClockifyAuthError(ClockifyError, TrackerAuthError):
     """The key was refused (401), or it may not read this (403)."""
 
 
-class ClockifyRateLimited(ClockifyError):
-    def __init__(self, message: str, *, retry_after: int | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+class ClockifyRateLimited(ClockifyError, TrackerRateLimited):
+    """429 after the retries, or a Retry-After longer than this client may wait."""
 
 
-class ClockifyUnavailable(ClockifyError):
+class ClockifyUnavailable(ClockifyError, TrackerUnavailable):
     """Clockify did not answer usefully within the retries (5xx, timeouts, resets)."""
 
 
-class ClockifyResponseError(ClockifyError):
+class ClockifyResponseError(ClockifyError, TrackerResponseError):
     """An answer this client does not understand."""
 
 

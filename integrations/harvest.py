@@ -37,6 +37,14 @@ from typing import Any
 
 import requests
 
+from integrations.errors import (
+    IntegrationError,
+    TrackerAuthError,
+    TrackerPermissionDenied,
+    TrackerRateLimited,
+    TrackerResponseError,
+    TrackerUnavailable,
+)
 from integrations.http_retries import Backoff, parse_timestamp, retry_after_seconds
 from integrations.pacing import Budgets, SlidingWindowBudget
 
@@ -50,29 +58,27 @@ account_budget = Budgets(
 )
 
 
-class HarvestError(Exception):
-    """Base of everything this adapter raises."""
+class HarvestError(IntegrationError):
+    """Base of everything this adapter raises (integrations.errors: one base per layer)."""
 
 
-class HarvestAuthError(HarvestError):
+class HarvestAuthError(HarvestError, TrackerAuthError):
     """The token or the account id was refused (401)."""
 
 
-class HarvestPermissionDenied(HarvestError):
+class HarvestPermissionDenied(HarvestError, TrackerPermissionDenied):
     """The token is valid but its user may not read this (403)."""
 
 
-class HarvestRateLimited(HarvestError):
-    def __init__(self, message: str, *, retry_after: int | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+class HarvestRateLimited(HarvestError, TrackerRateLimited):
+    """429 with a Retry-After longer than this client may wait, or still 429 after retries."""
 
 
-class HarvestUnavailable(HarvestError):
+class HarvestUnavailable(HarvestError, TrackerUnavailable):
     """Harvest did not answer usefully within the retries (5xx, timeouts, resets)."""
 
 
-class HarvestResponseError(HarvestError):
+class HarvestResponseError(HarvestError, TrackerResponseError):
     """An answer this client does not understand (422, an unexpected body...)."""
 
 

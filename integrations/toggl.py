@@ -47,6 +47,13 @@ from typing import Any
 
 import requests
 
+from integrations.errors import (
+    IntegrationError,
+    TrackerAuthError,
+    TrackerRateLimited,
+    TrackerResponseError,
+    TrackerUnavailable,
+)
 from integrations.http_retries import Backoff, parse_timestamp, retry_after_seconds
 
 DEFAULT_BASE_URL = "https://api.track.toggl.com/api/v9"
@@ -60,31 +67,27 @@ DEFAULT_REPORT_PAGE_SIZE = MAX_REPORT_PAGE_SIZE
 QUOTA_RESET_HEADERS = ("Retry-After", "X-Toggl-Quota-Resets-In")
 
 
-class TogglError(Exception):
-    """Base of everything this adapter raises."""
+class TogglError(IntegrationError):
+    """Base of everything this adapter raises (integrations.errors: one base per layer)."""
 
 
-class TogglAuthError(TogglError):
+class TogglAuthError(TogglError, TrackerAuthError):
     """The token was refused (Toggl historically answers 403, sometimes 401)."""
 
 
-class TogglQuotaExceeded(TogglError):
-    def __init__(self, message: str, *, retry_after: int | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+class TogglQuotaExceeded(TogglError, TrackerRateLimited):
+    """402: the hourly quota is used up, and its reset is further than this client may wait."""
 
 
-class TogglRateLimited(TogglError):
-    def __init__(self, message: str, *, retry_after: int | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+class TogglRateLimited(TogglError, TrackerRateLimited):
+    """429 (the burst limiter) after the retries, or a Retry-After too long to wait."""
 
 
-class TogglUnavailable(TogglError):
+class TogglUnavailable(TogglError, TrackerUnavailable):
     """Toggl did not answer usefully within the retries (5xx, timeouts, resets)."""
 
 
-class TogglResponseError(TogglError):
+class TogglResponseError(TogglError, TrackerResponseError):
     """An answer this client does not understand."""
 
 

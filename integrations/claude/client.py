@@ -23,6 +23,7 @@ from integrations.claude.prompt import (
     build_message_params,
     retry_max_tokens,
 )
+from integrations.errors import IntegrationError
 
 if TYPE_CHECKING:
     import anthropic
@@ -35,16 +36,20 @@ def _sdk():
 
     return anthropic
 
+
 # --- Errors ------------------------------------------------------------------------------
 
 
-class ClaudeError(Exception):
-    """A request to the model failed as a whole; the message says why."""
+class ClaudeError(IntegrationError):
+    """A request to the model failed as a whole; the message says why (integrations.errors:
+    one base per layer)."""
 
 
 class ModelUnavailable(ClaudeError):
     """Rate limited, overloaded, a server error or a timeout, after the SDK's own retries
     (which honour retry-after). A later run may succeed."""
+
+    retryable = True
 
 
 class ModelNotAuthorized(ClaudeError):

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from integrations.errors import IntegrationError
 
-class QuickBooksError(Exception):
-    """Base of every QuickBooks failure; `message` is meant for a person."""
+
+class QuickBooksError(IntegrationError):
+    """Base of every QuickBooks failure; `message` is meant for a person (integrations.errors:
+    one base per layer, `retryable` set per class below)."""
 
     retryable = False
 

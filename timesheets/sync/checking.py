@@ -10,22 +10,17 @@ from django.utils import timezone
 from integrations import clockify, harvest, toggl
 from integrations.checks import CheckResult
 from integrations.encryption import SecretUnreadable, decrypt
+from integrations.errors import (
+    IntegrationError,
+    TrackerAuthError,
+    TrackerPermissionDenied,
+    TrackerRateLimited,
+    TrackerUnavailable,
+)
 from timesheets.models import TrackerConnection
 from timesheets.sync.errors import ConnectionMisconfigured
 from timesheets.sync.options import sync_options
 from timesheets.sync.readers import make_reader
-
-# The adapters' errors, each with what a person does about it.
-_REFUSED = (harvest.HarvestAuthError, clockify.ClockifyAuthError, toggl.TogglAuthError)
-_FORBIDDEN = (harvest.HarvestPermissionDenied,)
-_LIMITED = (
-    harvest.HarvestRateLimited,
-    clockify.ClockifyRateLimited,
-    toggl.TogglRateLimited,
-    toggl.TogglQuotaExceeded,
-)
-_UNREACHABLE = (harvest.HarvestUnavailable, clockify.ClockifyUnavailable, toggl.TogglUnavailable)
-_ANY = (harvest.HarvestError, clockify.ClockifyError, toggl.TogglError)
 
 
 def label(connection: TrackerConnection) -> str:
@@ -68,15 +63,15 @@ def _outcome(connection: TrackerConnection, *, live: bool) -> tuple[bool, str]:
         return True, f"options valid, token saved and readable{disabled}"
     try:
         who = _whoami(make_reader(connection, options, token))
-    except _REFUSED as exc:
+    except TrackerAuthError as exc:
         return False, f"the tracker refused the token or account id ({exc}); save a new token"
-    except _FORBIDDEN as exc:
+    except TrackerPermissionDenied as exc:
         return False, f"the token's user may not read this ({exc}); use an administrator's token"
-    except _LIMITED as exc:
+    except TrackerRateLimited as exc:
         return False, f"rate limited or out of quota ({exc}); try again later"
-    except _UNREACHABLE as exc:
+    except TrackerUnavailable as exc:
         return False, f"could not reach the tracker ({exc}); check the base URL and the network"
-    except _ANY as exc:
+    except IntegrationError as exc:
         return False, f"unexpected answer ({exc}); check the base URL"
     return True, f"authenticated as {who}{disabled}"
 

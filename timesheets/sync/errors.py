@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-from integrations import clockify, harvest, toggl
+from integrations.errors import (
+    TrackerAuthError,
+    TrackerPermissionDenied,
+    TrackerRateLimited,
+    TrackerResponseError,
+    TrackerUnavailable,
+)
 from timesheets.errors import TimesheetError
 
-AUTH_ERRORS = (harvest.HarvestAuthError, clockify.ClockifyAuthError, toggl.TogglAuthError)
-PERMISSION_ERRORS = (harvest.HarvestPermissionDenied,)
-RATE_ERRORS = (
-    harvest.HarvestRateLimited,
-    clockify.ClockifyRateLimited,
-    toggl.TogglRateLimited,
-    toggl.TogglQuotaExceeded,
-)
-TRANSIENT_ERRORS = (
-    harvest.HarvestUnavailable,
-    clockify.ClockifyUnavailable,
-    toggl.TogglUnavailable,
-)
-RESPONSE_ERRORS = (
-    harvest.HarvestResponseError,
-    clockify.ClockifyResponseError,
-    toggl.TogglResponseError,
-)
+# One kind per class, whichever tracker raised it (integrations.errors).
+AUTH_ERRORS = (TrackerAuthError,)
+PERMISSION_ERRORS = (TrackerPermissionDenied,)
+RATE_ERRORS = (TrackerRateLimited,)
+TRANSIENT_ERRORS = (TrackerUnavailable,)
+RESPONSE_ERRORS = (TrackerResponseError,)
 
 
 class SyncError(TimesheetError):
