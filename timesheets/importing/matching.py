@@ -16,7 +16,7 @@ Two cases are not errors:
   firm has exactly one project of that name; otherwise the row is an error.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -328,8 +328,16 @@ class Matcher:
     ones, and its outcome, a match or its errors, is remembered for the rows that repeat it.
     The errors are those of `match_rows`, in its order (person, client, project)."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        *,
+        complete: Callable[[Directory, list[ParsedRow]], None] | None = None,
+    ) -> None:
+        """`complete`, when given, may add to each chunk's directory what its rows name and
+        the database lacks (`creating.MissingCreator.create`), before the rows are matched."""
         self.layout = layout
+        self.complete = complete
         self.with_clients = layout.has("client")
         self.by_email = layout.format.person_by_email
         self.people: dict[str, Person | list[RowError]] = {}
@@ -352,6 +360,8 @@ class Matcher:
         if not new:
             return
         directory = Directory.load(layout=self.layout, rows=new)
+        if self.complete is not None:
+            self.complete(directory, new)
         for row in new:
             person_key, place_key = self._person_key(row), self._place_key(row)
             if person_key not in self.people:

@@ -120,6 +120,8 @@ class ParsedRow:
     project_code: str
     email: str
     person_name: str
+    # Clockify's and Toggl's User column: the name a person created from the file is given.
+    user_name: str = ""
 
 
 def _cell(layout: Layout, cells: list[str], field_name: str) -> str:
@@ -295,6 +297,7 @@ def parse_row(
         project_code=_cell(layout, cells, "project_code").strip(),
         email=_cell(layout, cells, "email").strip(),
         person_name=" ".join(full_name.split()),
+        user_name=" ".join(_cell(layout, cells, "user").split()),
     )
 
 
@@ -407,6 +410,7 @@ class RowReader:
         self.i_email = positions.get("email")
         self.i_first = positions.get("first_name")
         self.i_last = positions.get("last_name")
+        self.i_user = positions.get("user")
         self.type_of = _memoized(parse_entry_type)
         self.date_of = _memoized(self.read_date) if self.read_date else None
         self.time_of = _memoized(parse_time)
@@ -480,6 +484,7 @@ class RowReader:
             project_code=cells[self.i_code].strip() if self.i_code is not None else "",
             email=cells[self.i_email].strip() if self.i_email is not None else "",
             person_name=" ".join(f"{first} {last}".split()),
+            user_name=" ".join(cells[self.i_user].split()) if self.i_user is not None else "",
         )
 
     def is_parsed(self, row: SourceRow) -> bool:

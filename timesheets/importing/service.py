@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from timesheets.importing.bulk_updates import update_by_pk
+from timesheets.importing.creating import Created
 from timesheets.importing.errors import ImportRejected, RowError
 from timesheets.importing.internal import INTERNAL_TIME_CHOICES, internal_client_name
 from timesheets.importing.keys import Identity, content_hash
@@ -83,6 +84,8 @@ class ImportResult:
     internal_skipped: int = 0
     # Rows that are not work, by kind ("Break": 2): never stored.
     skipped: dict[str, int] = field(default_factory=dict)
+    # With create_missing: the people, clients and projects created from the file.
+    created_records: Created | None = None
 
     def summary(self) -> str:
         """ "harvest, 156 rows: 156 created, 0 updated, 0 unchanged" (and frozen, internal and
@@ -103,6 +106,8 @@ class ImportResult:
         if self.skipped:
             kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.skipped.items()))
             text += f"; skipped, not work: {kinds}"
+        if self.created_records is not None and (created := self.created_records.summary()):
+            text += f"; {created} from the file"
         return text
 
 
@@ -427,6 +432,7 @@ def import_file(
     date_order: DateOrder | None = None,
     internal_time: str | None = None,
     progress: Progress | None = None,
+    create_missing: bool = False,
 ) -> ImportResult:
     """Import one Harvest, Clockify or Toggl Track export, CSV or XLSX, given as `content` or
     as a seekable binary `stream` (an upload, an open file): a stream is read in chunks, never
@@ -438,8 +444,9 @@ def import_file(
     default: the setting IMPORT_INTERNAL_TIME) says what becomes of rows without a client.
     `progress(rows_read, rows)` is called as chunks are stored (inside the import's
     transaction: what it writes must go through another connection to be seen before the
-    commit). Raises ImportRejected, with every problem of the file, when anything is wrong;
-    then nothing is stored.
+    commit). With `create_missing`, the people, clients and projects the file names and the
+    firm lacks are created from it (`creating`) rather than refused. Raises ImportRejected,
+    with every problem of the file, when anything is wrong; then nothing is stored.
     """
     if date_order is not None and date_order not in DATE_ORDERS:
         raise ValueError(f"date_order must be one of {DATE_ORDERS}, not {date_order!r}")
@@ -466,6 +473,7 @@ def import_file(
             filename=filename,
             user=user,
             progress=progress,
+            create_missing=create_missing,
         )
     except ImportRejected as rejected:
         raise ImportRejected(rejected.errors, name=filename) from None
@@ -480,6 +488,7 @@ def _store(
     filename: str,
     user: User | None,
     progress: Progress | None,
+    create_missing: bool,
 ) -> ImportResult:
     """The file's entries, in one transaction under the import lock, chunk by chunk."""
     source = surveyed.layout.format.source
@@ -495,6 +504,7 @@ def _store(
             internal_time=internal_time,
             batch_id=batch.pk,
             progress=progress,
+            create_missing=create_missing,
         ).run()
         batch.rows = stored.rows
         batch.created = len(stored.created_ids)
@@ -522,4 +532,5 @@ def _store(
         internal=stored.internal,
         internal_skipped=stored.internal_skipped,
         skipped=stored.skipped,
+        created_records=stored.created,
     )

@@ -31,6 +31,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from timesheets.importing.creating import Created, MissingCreator
 from timesheets.importing.entry_writes import ChunkOutcome, RowEntry, write_chunk
 from timesheets.importing.errors import ImportRejected, RowError
 from timesheets.importing.formats import Layout, detect_layout
@@ -193,6 +194,8 @@ class Stored:
     internal: int = 0
     internal_skipped: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    # With create_missing: the people, clients and projects the file created.
+    created: Created | None = None
 
     def add(self, outcome: ChunkOutcome) -> None:
         self.created_ids += outcome.created_ids
@@ -243,6 +246,7 @@ class FileImporter:
         internal_time: str,
         batch_id: int,
         progress: Progress | None = None,
+        create_missing: bool = False,
     ) -> None:
         self.stream = stream
         self.survey = survey
@@ -254,7 +258,10 @@ class FileImporter:
         self.source = survey.layout.format.source
         self.start_in_key = survey.layout.format.start_time_is_identity
         self.reader = RowReader(self.layout, order=survey.date_order, limits=limits)
-        self.matcher = Matcher(self.layout)
+        self.creator = MissingCreator(self.layout) if create_missing else None
+        self.matcher = Matcher(
+            self.layout, complete=self.creator.create if self.creator is not None else None
+        )
         self.errors = _Errors()
         self.stored = Stored()
         self.occurrences: Counter[str] = Counter()
@@ -288,6 +295,8 @@ class FileImporter:
         self._flush(chunk, chunk_errors)
         if self.errors.count:
             raise self.errors.rejection()
+        if self.creator is not None:
+            self.stored.created = self.creator.created
         self._report(read)
         if len(self.stored.created_ids) >= ANALYZE_AFTER_ROWS:
             # Right after a bulk load PostgreSQL has no statistics of the new rows (autovacuum

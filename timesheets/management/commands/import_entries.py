@@ -1,4 +1,5 @@
 """manage.py import_entries FILE [FILE ...] [--date-order dmy|mdy] [--internal-time import|skip]
+[--create-missing]
 
 Each file (CSV or XLSX) is imported on its own, so one bad file does not hold back the others;
 the command fails (status 1) when any file was rejected, after trying them all.
@@ -39,6 +40,12 @@ class Command(BaseCommand):
             help="Rows without a client: import them as internal, non-billable time, or skip "
             "them (default: the setting IMPORT_INTERNAL_TIME).",
         )
+        parser.add_argument(
+            "--create-missing",
+            action="store_true",
+            help="Create the clients, projects and people (by email) that a file names and the "
+            "firm does not know, instead of rejecting their rows; the summary lists them.",
+        )
 
     def handle(
         self,
@@ -46,6 +53,7 @@ class Command(BaseCommand):
         files: list[Path],
         date_order: DateOrder | None,
         internal_time: str | None,
+        create_missing: bool = False,
         **options: Any,
     ) -> None:
         rejected = 0
@@ -70,6 +78,7 @@ class Command(BaseCommand):
                         stream=stream,
                         date_order=date_order,
                         internal_time=internal_time,
+                        create_missing=create_missing,
                     )
             except ImportRejected as rejection:
                 rejected += 1
