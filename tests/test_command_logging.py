@@ -15,9 +15,9 @@ import pytest
 from cryptography.fernet import Fernet
 from django.db import connection
 
+from tests.fakes.harvest_server import harvest_server  # noqa: F401 - fixture
 from timesheets import sync
 from timesheets.models import TrackerConnection
-from tests.fakes.harvest_server import harvest_server  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = Fernet.generate_key().decode()
