@@ -9,7 +9,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.urls import reverse
 from django_q.models import OrmQ
 
-from tests.test_csv_import import CLIENTS, PEOPLE, harvest_bytes, harvest_row
+from tests.test_csv_import import CLIENTS, PEOPLE, harvest_bytes, harvest_row, workbook_bytes
 from timesheets import tasks
 from timesheets.importing import jobs
 from timesheets.models import (
@@ -173,3 +173,13 @@ def test_the_job_page_shows_the_result_and_needs_the_import_permission(firm, adm
     assert b"harvest, 5 rows: 5 created, 0 updated, 0 unchanged" in page.content
     assert b"5 of 5 (100%)" in page.content
     assert client.get(url).status_code == 302  # to the login page
+
+
+def test_an_xlsx_upload_is_read_from_its_stored_blocks(firm, monkeypatch):
+    monkeypatch.setattr(jobs, "BLOCK_BYTES", 1000)  # a zip read across blocks, seeking
+    rows = [list(harvest_row(Notes=f"call {n}").values()) for n in range(3)]
+    content = workbook_bytes([list(harvest_row()), *rows])
+    job = queued_job(content, name="big.xlsx")
+    assert job.chunks.count() > 2
+    assert tasks.import_job_task(job.pk) == "succeeded"
+    assert TimeEntry.objects.count() == 3
