@@ -6,6 +6,7 @@ and every problem found is reported together."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.db.models import Q
 
@@ -48,7 +49,7 @@ def _overlaps_with_kept_rates(plan: Plan) -> list[RulesError]:
     target must leave room for it, or the database's exclusion constraint would refuse the
     import with no word of which rows."""
     errors = []
-    kept: dict[tuple, list[Rate]] = {}
+    kept: dict[tuple[Any, ...], list[Rate]] = {}
     for row in plan.rates.unlisted:
         kept.setdefault(rows.rate_row_key(row)[:4], []).append(row)
     for item in plan.rates.wanted:

@@ -55,14 +55,15 @@ class _RulesLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
                 raise _TooDeep(
                     problem=f"nested more than {MAX_DEPTH} levels deep; a rules file needs at "
                     f"most {SCHEMA_DEPTH}",
-                    problem_mark=self.peek_event().start_mark,
+                    # PyYAML's stubs leave peek_event untyped.
+                    problem_mark=self.peek_event().start_mark,  # type: ignore[no-untyped-call]
                 )
             return super().compose_node(parent, index)
         finally:
@@ -410,7 +411,7 @@ class _ReferenceCheck:
             ok = self.project(project, (*loc, "project"), client)
         if person := _text_field(item, "person"):
             ok = self.person(person, (*loc, "person")) and ok
-        rate = _valid(FirmRateSpec if client is None else ClientRateSpec, item)
+        rate = _valid(FirmRateSpec, item) if client is None else _valid(ClientRateSpec, item)
         if rate is None or not ok:
             return  # already reported; an overlap on top of it would be noise
         self.add_rate_row(rate, loc, client)

@@ -49,10 +49,9 @@ class Plan:
         refs = Refs(
             clients={i: c.id for i, c in clients.items() if c is not None},
             projects={
-                spec.projects[pj].code.casefold(): project.id
+                code.casefold(): project.id
                 for (ci, pj), project in matched.items()
-                for spec in (document.clients[ci],)
-                if spec.projects[pj].code
+                if (code := document.clients[ci].projects[pj].code)
             },
             people={email: p.id for email, p in people.items()},
             categories={key: c.id for key, c in categories.items()},

@@ -66,7 +66,7 @@ class Wanted:
     path: str  # where in the file: `rules[2]`, `clients[0].billing_codes.travel`
     client: int | None  # client index in the file; None for firm-wide rows
     spec: Any  # RuleSpec, a rate spec, a CapSpec, or a (category key, value) pair
-    key: tuple
+    key: tuple[Any, ...]
     existing: Any = None
     # Rules only: the existing row is deleted and the rule created anew, so that rules of
     # equal priority keep the file's order of trial (which is id order).
@@ -91,11 +91,11 @@ class Matched:
 def match(
     wanted: list[Wanted],
     rows: Iterable[models.Model],
-    key_of: Callable[[Any], tuple],
+    key_of: Callable[[Any], tuple[Any, ...]],
     prefer: Callable[[Wanted, list[Any]], Any] | None = None,
 ) -> Matched:
     """Give each wanted row at most one existing row of its key; the rest are unlisted."""
-    pool: dict[tuple, list[Any]] = {}
+    pool: dict[tuple[Any, ...], list[Any]] = {}
     for row in sorted(rows, key=lambda r: r.pk):
         pool.setdefault(key_of(row), []).append(row)
     for item in wanted:
@@ -131,7 +131,7 @@ def rate_key(
 
 def rate_client_id(row: Rate) -> int | None:
     # A project row belongs to its project's client (as invoices.configuration reads it).
-    return row.project.client_id if row.project_id else row.client_id
+    return row.project.client_id if row.project is not None else row.client_id
 
 
 def rate_row_key(row: Rate) -> tuple[Any, ...]:
@@ -168,14 +168,14 @@ def keep_order_of_trial(rules: list[Wanted]) -> None:
 
 
 def describe_rule(row: ClassificationRule) -> str:
-    scope = row.client.name if row.client_id else "firm-wide"
+    scope = row.client.name if row.client is not None else "firm-wide"
     matchers = []
     # Quoted as written, not repr(): a pattern's backslashes read as in the file.
     if row.task:
         matchers.append(f"task '{row.task}'")
     if row.notes_regex:
         matchers.append(f"notes_regex '{row.notes_regex}'")
-    if row.project_id:
+    if row.project is not None:
         matchers.append(f"project {row.project.code or row.project.name}")
     return (
         f"rule #{row.pk} ({scope}: {', '.join(matchers)}, priority {row.priority} "
@@ -185,9 +185,9 @@ def describe_rule(row: ClassificationRule) -> str:
 
 def rate_target(row: Rate) -> str:
     parts = []
-    if row.project_id:
+    if row.project is not None:
         parts.append(f"project {row.project.code or row.project.name}")
-    if row.person_id:
+    if row.person is not None:
         parts.append(f"person {row.person.email}")
     if row.role:
         parts.append(f"role {row.role}")
@@ -201,10 +201,9 @@ def date_range(start: dt.date | None, end: dt.date | None) -> str:
 
 
 def describe_rate(row: Rate) -> str:
-    client_id = rate_client_id(row)
-    scope = "firm-wide"
-    if client_id is not None:
-        scope = row.project.client.name if row.project_id else row.client.name
+    # A project row belongs to its project's client (see rate_client_id).
+    owner = row.project.client if row.project is not None else row.client
+    scope = owner.name if owner is not None else "firm-wide"
     when = date_range(row.valid_from, row.valid_to)
     return f"rate #{row.pk} ({scope}: {rate_target(row)}, {when}: {row.rate})"
 

@@ -131,8 +131,8 @@ def _write_projects(
     ]
     # Codes and names are unique (per firm, per client) row by row, not at commit: two
     # projects swapping names would collide half-way, so changing rows first step aside.
-    for project in changing:
-        Project.objects.filter(pk=project.pk).update(code="", name=f"~rules-file-{project.pk}")
+    for moving in changing:
+        Project.objects.filter(pk=moving.pk).update(code="", name=f"~rules-file-{moving.pk}")
 
     by_code: dict[str, Project] = {}
     listed: set[int] = set()
@@ -325,7 +325,7 @@ def _write_rows(
             _save(item.existing, values_of(item), tally)
         # bulk_create keeps the file's order in the ids, and rules of equal priority are
         # tried by id: the order in the file is the order of trial.
-        created = model.objects.bulk_create(
+        created = model._default_manager.bulk_create(
             [model(**values_of(item)) for item in matched.creations()]
         )
         tally.created = len(created)
