@@ -321,6 +321,7 @@ TRACKER_MAX_WAIT_SECONDS = env.int("TRACKER_MAX_WAIT_SECONDS", default=120)
 # integrations.checks.CheckResult), named here so the timesheets command need not import the
 # invoices app.
 CONNECTION_CHECKS = [
+    "integrations.claude.checking.check_claude",
     "timesheets.sync.checking.check_trackers",
     "invoices.quickbooks.checking.check_quickbooks",
 ]

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from integrations.encryption import encrypt
 from invoices.models import QuickBooksConnection
+from tests.fakes.anthropic_server import fake_anthropic  # noqa: F401 - fixture
 from tests.fakes.clockify_server import clockify_server  # noqa: F401 - fixture
 from tests.fakes.harvest_server import harvest_server  # noqa: F401 - fixture
 from tests.fakes.quickbooks_server import quickbooks_fake  # noqa: F401 - fixture
@@ -33,6 +34,7 @@ def check_settings(settings, monkeypatch):
     settings.TRACKER_MAX_RETRIES = 0
     settings.TRACKER_READ_TIMEOUT_SECONDS = 2
     settings.QBO_CLIENT_ID = ""  # QuickBooks unconfigured unless a test says otherwise
+    settings.ANTHROPIC_API_KEY = ""  # the model tier likewise
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # plain http to the fakes
 
 
@@ -227,3 +229,46 @@ def test_quickbooks_expired_refresh_token_asks_for_a_reconnect(quickbooks):
 def test_nothing_configured_says_so(db):
     lines, failed = check()
     assert (lines, failed) == (["No connection is configured."], None)
+
+
+@pytest.fixture
+def claude(fake_anthropic, settings):  # noqa: F811
+    settings.ANTHROPIC_API_KEY = fake_anthropic.api_key
+    settings.ANTHROPIC_BASE_URL = fake_anthropic.base_url
+    settings.ANTHROPIC_MAX_RETRIES = 0
+    settings.ANTHROPIC_TIMEOUT = 5
+    return fake_anthropic
+
+
+@pytest.mark.parametrize("model", ["claude-haiku-5-5", "claude-sonnet-5-5"])
+def test_claude_live_check_classifies_a_fixed_note_with_the_configured_model(
+    claude, settings, model
+):
+    settings.CLASSIFIER_MODEL = model
+    lines, failed = check("--live")
+    assert failed is None
+    [line] = lines
+    assert line.startswith(f"Claude: ok: {model} classified a fixed note as ")
+    [request] = claude.requests
+    assert request["body"]["model"] == model
+
+
+def test_claude_unknown_model_fails_offline(claude, settings):
+    settings.CLASSIFIER_MODEL = "claude-nonexistent"
+    lines, failed = check()
+    assert failed is not None
+    assert lines == [
+        "Claude: FAILED: CLASSIFIER_MODEL 'claude-nonexistent' is not in the capability table "
+        "(integrations/claude/capabilities.py): the request shape it accepts is unknown; use a "
+        "listed model or add it there"
+    ]
+    assert claude.requests == []
+
+
+def test_claude_bad_key_says_which_setting(claude, settings):
+    settings.ANTHROPIC_API_KEY = "wrong-key"
+    lines, failed = check("--live")
+    assert failed is not None
+    [line] = lines
+    assert line.startswith("Claude: FAILED: the key was refused or has no credit (")
+    assert line.endswith("); check ANTHROPIC_API_KEY")

@@ -277,7 +277,9 @@ class FakeHarvest:
                 )
                 return fault.status, extra, {"message": f"fake fault {fault.status}"}
         if (wait := self._over_limit()) is not None:
-            return 429, {"Retry-After": str(wait)}, {"message": "Too many requests"}
+            # Status and Retry-After as documented; no body is published, so none is sent
+            # (tests/fixtures/harvest/rate_limited_429.json).
+            return 429, {"Retry-After": str(wait)}, ""
         if path == "/v2/time_entries":
             return self._list("time_entries", query, self._matching_entries)
         if path == "/v2/users/me":
