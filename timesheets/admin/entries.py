@@ -123,7 +123,7 @@ class ImportCsvForm(forms.Form):
         label="CSV or Excel exports",
         help_text="Harvest “Detailed time”, Clockify “Detailed report” or Toggl Track "
         "“Detailed” exports, as CSV or Excel (.xlsx). Each file is imported whole or not at "
-        "all.",
+        "all; large files are imported in the background, on a page that shows their progress.",
     )
     date_order = forms.ChoiceField(
         label="Date order",
