@@ -4,7 +4,7 @@ from django.views.generic import RedirectView
 
 from billing_site import health
 
-# Registers every app's admin (billing_site.apps.AdminConfig does not, at start-up).
+# Registers every app's admin (billing_site.admin_app.AdminConfig does not, at start-up).
 admin.autodiscover()
 
 urlpatterns = [
