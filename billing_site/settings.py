@@ -26,8 +26,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 INSTALLED_APPS = [
-    # The admin, discovered when the URLconf loads rather than at start-up (see apps.py).
-    "billing_site.apps.AdminConfig",
+    # The admin, discovered when the URLconf loads rather than at start-up (see admin_app.py).
+    "billing_site.admin_app.AdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
