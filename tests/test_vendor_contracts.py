@@ -224,6 +224,14 @@ def test_clockify_fake_serves_the_published_report_shape(clockify_server):  # no
     ).json()
     example = published.load("clockify", "detailed_report.json")
     assert set(example["timeentries"][0]) <= set(body["timeentries"][0])
+    me = requests.get(f"{fake.core_url}/user", headers={"X-Api-Key": fake.api_key}, timeout=5)
+    assert set(me.json()) == set(published.load("clockify", "user.json"))
+    users = requests.get(
+        f"{fake.core_url}/workspaces/{fake.workspace_id}/users",
+        headers={"X-Api-Key": fake.api_key},
+        timeout=5,
+    ).json()
+    assert set(published.load("clockify", "users.json")[0]) <= set(users[0])
     assert set(example["timeentries"][0]["timeInterval"]) == set(
         body["timeentries"][0]["timeInterval"]
     )

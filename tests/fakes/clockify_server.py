@@ -98,14 +98,17 @@ class FakeClockify:
     # --- data ------------------------------------------------------------------------------
 
     def add_user(self, user_id: str, name: str, email: str) -> None:
-        self.users[user_id] = {
-            "id": user_id,
-            "name": name,
-            "email": email,
-            "status": "ACTIVE",
-            "activeWorkspace": self.workspace_id,
-            "defaultWorkspace": self.workspace_id,
-        }
+        # A copy of the published user (tests/fixtures/clockify/user.json), filled in.
+        user = published.load("clockify", "user.json")
+        user.update(
+            id=user_id,
+            name=name,
+            email=email,
+            status="ACTIVE",
+            activeWorkspace=self.workspace_id,
+            defaultWorkspace=self.workspace_id,
+        )
+        self.users[user_id] = user
 
     def add_project(self, project_id: str, name: str, client_name: str) -> None:
         self.projects[project_id] = {"id": project_id, "name": name, "clientName": client_name}
