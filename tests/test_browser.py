@@ -114,7 +114,7 @@ def test_ops_staff_resolve_and_an_approver_approves(live_server, demo_month):
         expect(page.locator("#invoice-status")).to_have_text("Draft")
         assert page.locator("input[value='Approve']").count() == 0  # ops staff cannot
         total_before = money(page, "#invoice-total")
-        row = page.locator("#pending tbody tr").first
+        row = page.locator("#pending tr[id^=pending-]").first
         row.locator("select[name=category]").select_option(label="Development")
         row.locator("input[name=description]").fill("Portal development (reviewed)")
         shot(page, "2-resolving")

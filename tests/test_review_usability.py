@@ -165,3 +165,67 @@ def test_the_invoice_page_links_the_next_draft_of_its_month(client, month, revie
     html = client.get(reverse("admin:invoices_invoice_change", args=[globex.pk])).content.decode()
     assert f'href="/admin/invoices/invoice/{acme.pk}/change/" id="next-draft"' in html
     assert 'id="month-overview"' in html
+
+
+# --- The invoice review page -------------------------------------------------------------------
+
+
+def review_page(client, invoice) -> str:
+    return client.get(reverse("admin:invoices_invoice_change", args=[invoice.pk])).content.decode()
+
+
+def test_the_long_reason_is_said_once_per_group_not_on_every_row(client, month, reviewer):
+    client.force_login(reviewer)
+    html = review_page(client, Invoice.objects.get(client=month["acme"]))
+    reason = "no category: no rule or approved history matched"
+    assert html.count(reason) == 1
+    assert "Why 4 wait:" in html
+    for position in range(4):
+        assert f'id="pending-{position}"' in html
+
+
+def test_resolving_an_entry_opens_the_page_at_the_next_pending_row(client, month, reviewer):
+    client.force_login(reviewer)
+    acme = Invoice.objects.get(client=month["acme"])
+    response = client.post(
+        reverse("admin:invoices_invoice_resolve", args=[acme.pk, month["call"].pk]),
+        {"category": month["meeting"].pk, "billable": "", "position": "3"},
+    )
+    # Four pending, the resolved one leaves (no twin): the row now at place 3 is the last, 2.
+    assert response.status_code == 302 and response["Location"].endswith("/change/#pending-2")
+    response = client.post(
+        reverse("admin:invoices_invoice_resolve", args=[acme.pk, month["sprint"].pk]),
+        {"category": month["internal"].pk, "billable": "false", "position": "0"},
+    )
+    assert response["Location"].endswith("/change/#pending-0")
+
+
+def test_the_review_page_expands_every_derivation_at_once(client, month, reviewer):
+    decide_note(
+        client=month["acme"],
+        normalized_notes=["client call"],
+        user=reviewer,
+        category=month["meeting"],
+    )
+    draft_invoices(period=OCTOBER)
+    client.force_login(reviewer)
+    html = review_page(client, Invoice.objects.get(client=month["acme"]))
+    assert 'id="expand-all"' in html and "Expand all derivations" in html
+    assert 'querySelectorAll("#lines details")' in html
+
+
+def test_a_stale_draft_says_so_and_cannot_be_approved_from_its_page(client, month, reviewer):
+    decide_note(
+        client=month["globex"],
+        normalized_notes=["updated project plan"],
+        user=reviewer,
+        category=month["pm"],
+    )
+    globex = Invoice.objects.get(client=month["globex"])
+    assert "stale" in globex.flags
+    client.force_login(reviewer)
+    html = review_page(client, globex)
+    assert 'id="stale-banner"' in html and "rebuild it before approving" in html
+    assert 'value="Approve" disabled title="Rebuild the stale draft first"' in html
+    draft_invoices(period=OCTOBER)
+    assert 'id="stale-banner"' not in review_page(client, globex)

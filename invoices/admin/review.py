@@ -158,6 +158,8 @@ class InvoiceReviewViews(InvoiceAdjustmentViews):
         return {
             "review_lines": lines,
             "review_pending": pending,
+            "review_pending_groups": pending_by_reason(pending),
+            "review_stale": Flag.STALE in invoice.flags,
             "review_held": held,
             "review_flags": flags,
             "review_events": invoice.events.select_related("actor")[:50],
@@ -233,7 +235,10 @@ class InvoiceReviewViews(InvoiceAdjustmentViews):
             f"{before} -> {rebuilt.total} {rebuilt.currency}.",
             messages.SUCCESS,
         )
-        return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[rebuilt.pk]))
+        return HttpResponseRedirect(
+            reverse("admin:invoices_invoice_change", args=[rebuilt.pk])
+            + _place_after_resolving(rebuilt, request.POST.get("position"))
+        )
 
     def release_view(self, request, pk, entry_id):
         """Release one held entry of a draft (section 10.2: the tracker calls it invoiced or
@@ -288,7 +293,13 @@ class InvoiceReviewViews(InvoiceAdjustmentViews):
             f"{rebuilt.currency}.",
             messages.SUCCESS,
         )
-        return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[rebuilt.pk]))
+        held_left = InvoiceEntry.objects.filter(
+            invoice=rebuilt, state=InvoiceEntry.State.HELD
+        ).exists()
+        return HttpResponseRedirect(
+            reverse("admin:invoices_invoice_change", args=[rebuilt.pk])
+            + ("#held" if held_left else "#lines")
+        )
 
     def print_view(self, request, pk):
         """The client-facing invoice, printable (drafts are marked as such)."""
@@ -309,6 +320,35 @@ class InvoiceReviewViews(InvoiceAdjustmentViews):
         if not self.has_view_permission(request):
             raise PermissionDenied
         return get_object_or_404(Invoice.objects.select_related("client", "project"), pk=pk)
+
+
+def pending_by_reason(rows: list[dict]) -> list[dict]:
+    """The pending rows grouped by why they wait, so the page says a long reason once per
+    group instead of on every row: the largest group first, rows in date order within."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[row["link"].pending_reason or "pending review"].append(row)
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    out, position = [], 0
+    for reason, members in ordered:
+        for row in members:
+            row["position"] = position
+            position += 1
+        out.append({"reason": reason, "rows": members})
+    return out
+
+
+def _place_after_resolving(invoice: Invoice, position: str | None) -> str:
+    """Where the page opens after a resolution: the pending row now at the resolved one's
+    place (the next to decide; its twins left with it), else the lines. One query."""
+    left = InvoiceEntry.objects.filter(invoice=invoice, state=InvoiceEntry.State.PENDING).count()
+    if not left:
+        return "#lines"
+    try:
+        index = min(max(int(position or 0), 0), left - 1)
+    except ValueError:
+        index = 0
+    return f"#pending-{index}"
 
 
 def next_draft_of_period(invoice: Invoice) -> Invoice | None:
