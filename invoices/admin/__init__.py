@@ -21,6 +21,7 @@ this package):
 - `model_tier`: the language-model tier's runs, requests and per-tier counts
 - `quickbooks_connection`, `quickbooks`: the QuickBooks connection and mapping pages, and
   pushing from the invoice pages (this replaces the invoice admin with one that adds QuickBooks)
+- `ledes`: the LEDES 1998B download of an approved invoice (wraps the QuickBooks invoice admin)
 """
 
 from django.contrib import admin
@@ -30,6 +31,7 @@ from invoices.admin import (  # noqa: F401 (registers the admins)
     configuration,
     history,
     invoices,
+    ledes,
     model_tier,
     quickbooks,
     quickbooks_connection,

@@ -17,6 +17,7 @@ from invoices.models import (
     InvoiceLine,
     Rate,
     RateMultiplier,
+    UtbmsCode,
 )
 from invoices.rulesfile import rows
 from invoices.rulesfile.errors import RulesError
@@ -37,6 +38,7 @@ def problems(plan: Plan) -> list[RulesError]:
             )
         )
     errors.extend(_name_clashes(plan))
+    errors.extend(_unknown_utbms_codes(plan))
     if plan.prune:
         errors.extend(_absent_categories_in_use(plan))
     else:
@@ -94,6 +96,29 @@ def _name_clashes(plan: Plan) -> list[RulesError]:
                         message=f"another project of this client is called {other.name!r}"
                         f"{code} in the database and the file does not list it; list it "
                         "or choose another name",
+                    )
+                )
+    return errors
+
+
+def _unknown_utbms_codes(plan: Plan) -> list[RulesError]:
+    """A category's UTBMS codes must be in the code set (invoices/data/utbms), and of the kind
+    the field names: L120 is a task, not an activity."""
+    kinds = dict(UtbmsCode.objects.values_list("code", "kind"))
+    errors = []
+    for index, spec in enumerate(plan.document.categories):
+        for field, kind, example in (
+            ("utbms_task_code", UtbmsCode.Kind.TASK, "L120"),
+            ("utbms_activity_code", UtbmsCode.Kind.ACTIVITY, "A104"),
+        ):
+            code = getattr(spec, field)
+            if code and kinds.get(code) != kind:
+                what = "task" if kind == UtbmsCode.Kind.TASK else "activity"
+                errors.append(
+                    RulesError(
+                        path=f"categories[{index}].{field}",
+                        message=f"{code!r} is not a UTBMS {what} code (e.g. {example}; the "
+                        "code sets are in invoices/data/utbms)",
                     )
                 )
     return errors

@@ -126,6 +126,9 @@ def _categories_part() -> list[dict[str, Any]]:
         }
         if category.billing_code:
             item["billing_code"] = category.billing_code
+        for name in ("utbms_task_code", "utbms_activity_code"):
+            if getattr(category, name):
+                item[name] = getattr(category, name)
         categories.append(item)
     return categories
 
@@ -311,6 +314,10 @@ def _policy_tail(policy: ClientPolicy) -> dict[str, Any]:
     for name in ("billing_address", "billing_email", "po_number"):
         if getattr(policy, name):
             item[name] = getattr(policy, name)
+    if policy.requires_utbms:
+        item["requires_utbms"] = True
+    if policy.ledes_client_id:
+        item["ledes_client_id"] = policy.ledes_client_id
     return item
 
 

@@ -162,6 +162,10 @@ CategoryName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Role = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Task = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 BillingCodeText = Annotated[str, StringConstraints(min_length=1, max_length=20)]
+# A UTBMS code's shape (a letter, three digits); whether the code set has it is a database
+# check (invoices.rulesfile.checks), as the code set is a table.
+UtbmsCodeText = Annotated[str, StringConstraints(pattern=r"^[A-Z][0-9]{3}$")]
+LedesClientId = Annotated[str, StringConstraints(min_length=1, max_length=20)]
 ProjectCode = Annotated[str, StringConstraints(min_length=1, max_length=50)]
 Regex = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_compiles)]
 Email = Annotated[str, StringConstraints(min_length=1, max_length=254), AfterValidator(_is_email)]
@@ -195,6 +199,8 @@ class CategorySpec(_Strict):
     name: CategoryName
     billable: bool = True
     billing_code: BillingCodeText | None = None
+    utbms_task_code: UtbmsCodeText | None = None
+    utbms_activity_code: UtbmsCodeText | None = None
 
 
 class RuleSpec(_Strict):
@@ -311,6 +317,8 @@ class ClientSpec(_Strict):
     billing_address: PrintedText | None = None
     billing_email: Email | None = None
     po_number: PoNumber | None = None
+    requires_utbms: bool = False
+    ledes_client_id: LedesClientId | None = None
     projects: Annotated[list[ProjectSpec], BeforeValidator(_empty_list_if_none)] = []
     rates: Annotated[list[ClientRateSpec], BeforeValidator(_empty_list_if_none)] = []
     rules: Annotated[list[RuleSpec], BeforeValidator(_empty_list_if_none)] = []

@@ -68,6 +68,8 @@ def _write_categories(plan: Plan, summary: ApplySummary) -> None:
             "name": spec.name,
             "billable": spec.billable,
             "billing_code": spec.billing_code or "",
+            "utbms_task_code": spec.utbms_task_code or "",
+            "utbms_activity_code": spec.utbms_activity_code or "",
         }
         existing = plan.categories.get(spec.key)
         if existing is None:
@@ -175,6 +177,8 @@ def _write_policy(plan: Plan, client: Client, spec: ClientSpec, summary: ApplySu
         "billing_address": spec.billing_address or "",
         "billing_email": spec.billing_email or "",
         "po_number": spec.po_number or "",
+        "requires_utbms": spec.requires_utbms,
+        "ledes_client_id": spec.ledes_client_id or "",
     }
     non_billable = [plan.categories[key] for key in dict.fromkeys(spec.non_billable_categories)]
     policy = ClientPolicy.objects.filter(client=client).first()
