@@ -21,7 +21,7 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 
 from invoices.core.pricing import Adjustment, ManualCharge, PricedEntry
 from invoices.core.wording import client_wording
-from invoices.models import Classification, Invoice, InvoiceStatus, ManualLine
+from invoices.models import Classification, Invoice, InvoiceEntry, InvoiceStatus, ManualLine
 from timesheets.models import TimeEntry
 
 TIERS = dict(Classification.Tier.choices)
@@ -80,7 +80,8 @@ def approved_invoices_covering_entry():
 
 def unbilled_manual_lines(start: dt.date, end: dt.date):
     """Manual lines of the period that no approved invoice has billed: new ones, and those of an
-    invoice voided since (they go on its successor, as its entries do)."""
+    invoice voided since (they go on its successor, as its entries do). A draft's lines are
+    among them: a line is tied to its invoice only when that invoice is approved."""
     return ManualLine.objects.filter(
         Q(invoice__isnull=True) | Q(invoice__status=InvoiceStatus.VOID),
         period_start__gte=start,
@@ -134,12 +135,16 @@ def load_inputs(
     start: dt.date,
     end: dt.date,
     bill_approved_only: Mapping[int, bool],
+    release_drafts: bool = False,
 ) -> dict[int, DraftInputs]:
     """Every client's entries of the period (and late time from approved earlier periods,
     section 10.1) that are on no live invoice, and its manual lines to bill, in three queries.
-    Clients with nothing to draft are absent."""
+    Clients with nothing to draft are absent.
+
+    Drafting releases the period's drafts before it loads; `release_drafts` loads as if it had
+    (entries on those drafts count as free), for a what-if that writes nothing."""
     client_ids = list(client_ids)
-    rows = list(_entry_rows(client_ids, start, end))
+    rows = list(_entry_rows(client_ids, start, end, release_drafts))
     names = _people_named(rows)
     entries: dict[int, list[PricedEntry]] = defaultdict(list)
     hashes: dict[int, dict[int, str]] = defaultdict(dict)
@@ -158,14 +163,21 @@ def load_inputs(
     }
 
 
-def _entry_rows(client_ids: list[int], start: dt.date, end: dt.date):
+def _entry_rows(client_ids: list[int], start: dt.date, end: dt.date, release_drafts: bool):
     approved_period = approved_invoices_covering_entry()
+    elsewhere = InvoiceEntry.objects.filter(entry=OuterRef("pk"), is_live=True)
+    if release_drafts:
+        elsewhere = elsewhere.exclude(
+            invoice__status=InvoiceStatus.DRAFT,
+            invoice__period_start=start,
+            invoice__period_end=end,
+        )
     return (
         TimeEntry.objects.filter(
             Q(date__gte=start, date__lte=end) | Q(date__lt=start) & Exists(approved_period),
             client_id__in=client_ids,
         )
-        .exclude(invoice_links__is_live=True)
+        .exclude(Exists(elsewhere))
         .annotate(
             approved_period_start=Subquery(
                 approved_period.order_by("period_start").values("period_start")[:1]

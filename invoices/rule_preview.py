@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 
 from invoices.classification import (
     _manual,
@@ -41,7 +41,9 @@ from invoices.core.classify import (
     order_rules,
 )
 from invoices.core.pricing import PricedEntry, PricingError, price_invoice
+from invoices.core.wording import client_wording
 from invoices.drafting import Period, draft_invoices
+from invoices.drafting_inputs import hold_reason_of, load_inputs
 from invoices.models import (
     Classification,
     ClassificationRule,
@@ -108,7 +110,12 @@ class RulePreview:
 
 
 def preview_rule(*, rule: ClassificationRule, period: Period) -> RulePreview:
-    """`rule` is an unsaved (or edited, unsaved) instance; nothing is written."""
+    """`rule` is an unsaved (or edited, unsaved) instance; nothing is written.
+
+    Each invoice scope is priced from what drafting itself would load
+    (`invoices.drafting_inputs.load_inputs`: late time, held entries, write-downs, manual
+    lines), with only the decision of each entry replaced, once by the rules as they are and
+    once with the edited rule."""
     preview = RulePreview(period=period)
     entries_qs = TimeEntry.objects.filter(date__gte=period.start, date__lte=period.end)
     if rule.client_id is not None:
@@ -124,10 +131,18 @@ def preview_rule(*, rule: ClassificationRule, period: Period) -> RulePreview:
     key_by_id = {pk: key for key, pk in config.category_ids.items()}
     threshold, reason = confidence_threshold(), model_tier_status()
 
+    inputs = load_inputs(
+        client_ids=client_ids,
+        start=period.start,
+        end=period.end,
+        bill_approved_only={c: config.policy(c).bill_approved_only for c in client_ids},
+        release_drafts=True,
+    )
+    late = [e.id for each in inputs.values() for e in each.entries if e.late_from is not None]
     entries = list(
-        entries_qs.select_related("person", "project", "client", "classification").order_by(
-            "client_id", "date", "id"
-        )
+        TimeEntry.objects.filter(Q(pk__in=entries_qs.values("pk")) | Q(pk__in=late))
+        .select_related("person", "project", "client", "classification")
+        .order_by("client_id", "date", "id")
     )
     frozen_ids = set(
         TimeEntry.objects.filter(
@@ -140,9 +155,7 @@ def preview_rule(*, rule: ClassificationRule, period: Period) -> RulePreview:
         client_id: (order_rules(current_rules, client_id), order_rules(edited_rules, client_id))
         for client_id in client_ids
     }
-    scopes: dict[tuple[int, int | None], tuple[list[PricedEntry], list[PricedEntry]]] = defaultdict(
-        lambda: ([], [])
-    )
+    decisions: dict[int, tuple[TimeEntry, Decision, Decision]] = {}
     for entry in entries:
         facts = EntryFacts(
             id=entry.id,
@@ -167,8 +180,9 @@ def preview_rule(*, rule: ClassificationRule, period: Period) -> RulePreview:
         rules_before, rules_after = ordered[entry.client_id]
         before = classify(facts, rules=rules_before, **kwargs)
         after = classify(facts, rules=rules_after, **kwargs)
+        decisions[entry.id] = (entry, before, after)
         frozen = entry.id in frozen_ids
-        if edited.matches(facts):
+        if edited.matches(facts) and entry.date >= period.start:
             change = EntryChange(entry, before, after, after.rule_id == edited.id, frozen)
             preview.matched += 1
             preview.decided += change.decides
@@ -176,15 +190,41 @@ def preview_rule(*, rule: ClassificationRule, period: Period) -> RulePreview:
             preview.frozen += frozen
             if len(preview.entries) < MAX_LISTED_ENTRIES:
                 preview.entries.append(change)
-        if frozen:
-            continue
-        policy = config.policy(entry.client_id)
-        scope = (entry.client_id, entry.project_id if policy.invoice_per_project else None)
-        scopes[scope][0].append(_priced(entry, before, config))
-        scopes[scope][1].append(_priced(entry, after, config))
 
-    preview.totals = _totals(scopes, config, period, entries)
+    preview.totals = _totals(_scopes(inputs, decisions, config, period), config, period, entries)
     return preview
+
+
+Scopes = dict[tuple[int, int | None], tuple[list[PricedEntry], list[PricedEntry], list]]
+
+
+def _scopes(inputs, decisions, config: Configuration, period: Period) -> Scopes:
+    """Each invoice scope's entries priced with the decision before and after the rule, and its
+    manual lines; scopes whose invoice of the period is approved are left out, as drafting
+    leaves them."""
+    frozen = set(
+        Invoice.objects.filter(
+            client_id__in=list(inputs),
+            period_start=period.start,
+            period_end=period.end,
+            status=InvoiceStatus.APPROVED,
+        ).values_list("client_id", "project_id")
+    )
+    scopes: Scopes = defaultdict(lambda: ([], [], []))
+    for client_id, each in inputs.items():
+        per_project = config.policy(client_id).invoice_per_project
+        for priced in each.entries:
+            scope = (client_id, priced.project if per_project else None)
+            if scope in frozen:
+                continue
+            entry, before, after = decisions[priced.id]
+            scopes[scope][0].append(_decided(priced, entry, before, config))
+            scopes[scope][1].append(_decided(priced, entry, after, config))
+        for charge in each.manual:
+            scope = (client_id, charge.project if per_project else None)
+            if scope not in frozen:
+                scopes[scope][2].append(charge)
+    return scopes
 
 
 def _as_core_rule(rule: ClassificationRule, config: Configuration) -> Rule:
@@ -202,30 +242,48 @@ def _as_core_rule(rule: ClassificationRule, config: Configuration) -> Rule:
     )
 
 
-def _priced(entry: TimeEntry, decision: Decision, config: Configuration) -> PricedEntry:
+def _decided(
+    priced: PricedEntry, entry: TimeEntry, decision: Decision, config: Configuration
+) -> PricedEntry:
+    """`priced` as drafting loaded it, with `decision` in place of its stored one (worded and
+    held as drafting words and holds a decision)."""
     info = config.categories.get(decision.category) if decision.category else None
     source = Classification.Tier(decision.tier).label
     if decision.tier == Classification.Tier.RULE and decision.rule_id:
         source = f"rule #{decision.rule_id}"
-    return PricedEntry(
-        id=entry.id,
-        date=entry.date,
-        seconds=entry.duration_seconds,
-        person=entry.person_id,
-        person_name=entry.person.name,
-        role=entry.person.role,
-        project=entry.project_id,
-        project_code=entry.project.code or entry.project.name,
-        project_name=entry.project.name,
-        task=entry.task,
+    existing = getattr(entry, "classification", None)
+    deliberate = bool(
+        existing
+        and (
+            existing.manual_description
+            or (decision.tier == Classification.Tier.LLM and existing.model_description)
+        )
+    )
+    return dataclasses.replace(
+        priced,
         category=info.key if info else None,
         category_name=info.name if info else "Uncategorized",
-        description=decision.description or entry.notes,
+        description=client_wording(
+            worded=decision.description,
+            notes=entry.notes,
+            category_name=info.name if info else "",
+            deliberate=deliberate,
+        ),
         source_label=source,
         billable=decision.billable,
         billing_code=decision.billing_code,
         needs_review=decision.needs_review,
         review_reason=decision.reason or "not classified yet",
+        hold_reason=hold_reason_of(
+            source=entry.source,
+            tracker_invoiced=entry.tracker_invoiced,
+            tracker_approved=entry.tracker_approved,
+            decided=True,
+            released=existing is not None and existing.hold_released_at is not None,
+            billable=decision.billable,
+            needs_review=decision.needs_review,
+            bill_approved_only=config.policy(entry.client_id).bill_approved_only,
+        ),
     )
 
 
@@ -242,7 +300,7 @@ def _totals(scopes, config: Configuration, period: Period, entries) -> list[Tota
         )
     }
     totals = []
-    for (client_id, project_id), (before, after) in sorted(
+    for (client_id, project_id), (before, after, manual) in sorted(
         scopes.items(), key=lambda item: (names[item[0][0]].casefold(), item[0][1] or 0)
     ):
         policy = config.policy(client_id)
@@ -258,9 +316,11 @@ def _totals(scopes, config: Configuration, period: Period, entries) -> list[Tota
         )
         try:
             priced_before = price_invoice(
-                before, policy=policy, rates=config.rates, client=client_id
+                before, policy=policy, rates=config.rates, client=client_id, manual=manual
             )
-            priced_after = price_invoice(after, policy=policy, rates=config.rates, client=client_id)
+            priced_after = price_invoice(
+                after, policy=policy, rates=config.rates, client=client_id, manual=manual
+            )
         except PricingError as exc:
             totals.append(dataclasses.replace(base, error=str(exc)))
             continue
