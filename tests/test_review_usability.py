@@ -97,7 +97,7 @@ def test_the_queue_names_the_categories_a_coded_client_has_no_code_for(client, m
     acme_row = acme_row[: acme_row.index("</tr>")]
     assert f'<option value="{month["pm"].pk}" data-no-code>' in acme_row
     assert f'<option value="{month["meeting"].pk}">' in acme_row  # L120
-    assert 'name="billing_code"' in acme_row and "has none yet for" in acme_row
+    assert 'name="billing_code"' in acme_row and "has none for Project mgmt:" in acme_row
     globex_row = html[html.index('data-group="Globex|updated project plan"') :]
     globex_row = globex_row[: globex_row.index("</tr>")]
     assert "data-no-code" not in globex_row and 'name="billing_code"' not in globex_row

@@ -158,9 +158,10 @@ def queue_groups(*, period: Period) -> list[QueueGroup]:
 
 
 def _uncoded_categories(config, client_ids) -> dict[int, dict[int, str]]:
-    """Per client that requires a billing code on every line (section 4): the categories,
-    id -> name, with neither a client code nor a default code, which would leave an entry
-    decided with them pending."""
+    """Per client that requires a billing code on every line (section 4): the billable
+    categories, id -> name, with neither a client code nor a default code, which would leave
+    an entry decided with them pending. (A category that bills nothing for the client needs
+    no code; marking its entries billable anyway is refused, as any uncoded decision is.)"""
     out = {}
     for client_id in client_ids:
         policy = config.policy(client_id)
@@ -169,7 +170,9 @@ def _uncoded_categories(config, client_ids) -> dict[int, dict[int, str]]:
         out[client_id] = {
             config.category_ids[key]: info.name
             for key, info in sorted(config.categories.items(), key=lambda item: item[1].name)
-            if not (policy.billing_codes.get(key) or info.billing_code)
+            if info.billable
+            and key not in policy.non_billable_categories
+            and not (policy.billing_codes.get(key) or info.billing_code)
         }
     return out
 
