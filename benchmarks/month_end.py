@@ -252,7 +252,7 @@ def stage(name: str, n: int, results: list):
     results.append((name, seconds, rate, counter.count, cpu, load))
 
 
-def run_one(n: int) -> None:
+def run_one(n: int, clients: int = 40, path: str = "stages") -> None:
     os.environ["DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_site.settings")
     os.environ["LOG_LEVEL"] = "WARNING"
@@ -268,7 +268,6 @@ def run_one(n: int) -> None:
     from timesheets.importing import import_file
     from timesheets.signals import entries_imported
 
-    clients = 40
     import_rules(firm_rules(clients))
     exports = synthetic_exports(n, clients)
     # Imported from files, streamed as import_entries does (never a file whole); the limits
@@ -283,6 +282,10 @@ def run_one(n: int) -> None:
         paths.append(export_dir / name)
         paths[-1].write_bytes(content)
     del exports, content
+    if path == "user":
+        run_user_path(n, paths, export_dir)
+        return
+    parse_floor = csv_parse_floor(paths)
     results: list = []
     # Measure import alone: classification after import is measured as its own stage.
     receivers = entries_imported.receivers
@@ -314,6 +317,155 @@ def run_one(n: int) -> None:
     print(f"  {'stage':<15}{'wall s':>9}{'CPU s':>8}{'entries/s':>12}{'queries':>9}{'load':>7}")
     for name, seconds, rate, queries, cpu, load in results:
         print(f"  {name:<15}{seconds:>9.2f}{cpu:>8.2f}{rate:>12,.0f}{queries:>9}{load:>7.2f}")
+    print_floors(results, parse_floor, copy_floor(), pricing_floor(Period.month("2026-10")))
+    sys.stdout.flush()
+
+
+def csv_parse_floor(paths: list[Path]) -> tuple[float, float]:
+    """Wall and CPU seconds of `csv.reader` alone over the export files: the least any
+    import can cost in Python."""
+    started, cpu = time.perf_counter(), time.process_time()
+    for path in paths:
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            for _row in csv.reader(stream):
+                pass
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def copy_floor() -> tuple[float, float]:
+    """Wall and CPU seconds of COPY of the imported entries into a table of the same shape
+    with the same indexes and constraints (no triggers): the least the database side of an
+    import can cost."""
+    from django.db import connection
+
+    with tempfile.TemporaryFile() as spool, connection.cursor() as cursor:
+        with cursor.cursor.copy("COPY timesheets_timeentry TO STDOUT") as copy:
+            for block in copy:
+                spool.write(block)
+        spool.seek(0)
+        cursor.execute(
+            "CREATE TEMPORARY TABLE floor_timeentry (LIKE timesheets_timeentry INCLUDING ALL)"
+        )
+        started, cpu = time.perf_counter(), time.process_time()
+        with cursor.cursor.copy("COPY floor_timeentry FROM STDIN") as copy:
+            while block := spool.read(1 << 20):
+                copy.write(block)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        cursor.execute("DROP TABLE floor_timeentry")
+    return seconds, cpu
+
+
+def pricing_floor(period) -> tuple[float, float]:
+    """Wall and CPU seconds of `invoices.core.pricing.price_invoice` alone over every
+    client's drafted entries (loaded beforehand, not timed): the least drafting can cost."""
+    from invoices.configuration import load_configuration
+    from invoices.core.pricing import price_invoice
+    from invoices.drafting_inputs import load_inputs
+    from timesheets.models import Client
+
+    ids = list(Client.objects.values_list("pk", flat=True))
+    config = load_configuration(ids)
+    # The drafts hold the entries now: load them as drafting saw them, live links aside.
+    from invoices.models import InvoiceEntry
+
+    InvoiceEntry.objects.update(is_live=False)  # the benchmark's database is thrown away
+    inputs = load_inputs(
+        client_ids=ids,
+        start=period.start,
+        end=period.end,
+        bill_approved_only={c: config.policy(c).bill_approved_only for c in ids},
+    )
+    started, cpu = time.perf_counter(), time.process_time()
+    for client_id, each in inputs.items():
+        price_invoice(
+            each.entries,
+            policy=config.policy(client_id),
+            rates=config.rates,
+            client=client_id,
+            manual=each.manual,
+        )
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def print_floors(results: list, parse: tuple, copy: tuple, pricing: tuple) -> None:
+    stages = {name: (seconds, cpu) for name, seconds, _rate, _q, cpu, _load in results}
+    load = os.getloadavg()[0]
+    print(f"  floors (same run, load {load:.2f}): wall s / CPU s, and the stage's ratio to it")
+    import_floor = (parse[0] + copy[0], parse[1] + copy[1])
+    for label, floor, stage_name in (
+        ("csv.reader + COPY", import_floor, "import"),
+        ("price_invoice alone", pricing, "drafting"),
+    ):
+        wall, cpu = stages[stage_name]
+        print(
+            f"  {label:<22}{floor[0]:>7.2f}{floor[1]:>7.2f}   {stage_name} is "
+            f"{wall / floor[0]:.1f}x its wall, {cpu / max(floor[1], 1e-9):.1f}x its CPU"
+        )
+    print(f"    (csv.reader {parse[0]:.2f} s, {parse[1]:.2f} CPU; COPY {copy[0]:.2f} s)")
+
+
+def run_user_path(n: int, paths: list[Path], export_dir: Path) -> None:
+    """What ops staff run: each file uploaded (imported, then classified on import as the
+    admin's upload does), then the overview's Draft button (reclassify and draft)."""
+    from invoices.drafting import Period, draft_invoices
+    from timesheets.importing import import_file
+
+    results: list = []
+    try:
+        with stage("upload", n, results):
+            for path in paths:
+                with path.open("rb") as stream:
+                    import_file(name=path.name, stream=stream)
+    finally:
+        shutil.rmtree(export_dir)
+    with stage("draft button", n, results):
+        summary = draft_invoices(period=Period.month("2026-10"))
+    wall = sum(r[1] for r in results)
+    cpu = sum(r[4] for r in results)
+    print(
+        f"N = {n:,}, user path: {len(summary.invoices)} invoices; upload to drafts "
+        f"{wall:.2f} s wall, {cpu:.2f} s CPU (Python)"
+    )
+    for name, seconds, _rate, queries, cpu, load in results:
+        print(f"  {name:<15}{seconds:>9.2f}{cpu:>8.2f}{queries:>9}{load:>7.2f}")
+    sys.stdout.flush()
+
+
+def run_cli_path(n: int, bench_url: str) -> None:
+    """The same month through the commands (`import_entries`, then `draft_invoices`), each
+    in its own process: both start-ups included."""
+    env = {**os.environ, "DATABASE_URL": bench_url, "LOG_LEVEL": "WARNING"}
+    python = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*python, "migrate", "-v0"], check=True, env=env)
+    with tempfile.TemporaryDirectory(prefix="month_end_cli_") as tmp:
+        rules = Path(tmp) / "rules.yaml"
+        rules.write_text(firm_rules(40))
+        subprocess.run(
+            [*python, "import_rules", str(rules)], check=True, env=env, stdout=subprocess.DEVNULL
+        )
+        files = []
+        for name, content in synthetic_exports(n, 40).items():
+            files.append(Path(tmp) / name)
+            files[-1].write_bytes(content)
+        load = os.getloadavg()[0]
+        rows = []
+        for label, command in (
+            ("import_entries", ["import_entries", *map(str, files)]),
+            ("draft_invoices", ["draft_invoices", "--period", "2026-10"]),
+            ("start-up only", ["draft_invoices", "--help"]),
+        ):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.perf_counter()
+            subprocess.run([*python, *command], check=True, env=env, stdout=subprocess.DEVNULL)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            rows.append((label, time.perf_counter() - started, cpu))
+    both = rows[0][1] + rows[1][1]
+    print(
+        f"N = {n:,}, commands: import_entries + draft_invoices {both:.2f} s wall (load {load:.2f})"
+    )
+    for label, seconds, cpu in rows:
+        print(f"  {label:<15}{seconds:>9.2f}{cpu:>8.2f}")
     sys.stdout.flush()
 
 
@@ -328,20 +480,40 @@ def reset_database(url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=DEFAULT_SIZES)
+    parser.add_argument("--clients", type=int, default=40, help="clients (default 40)")
+    parser.add_argument(
+        "--paths",
+        action="store_true",
+        help="also the user path (upload, then the Draft button) and the commands' path",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--path", default="stages", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        run_one(args.one)
+        run_one(args.one, clients=args.clients, path=args.path)
         return
     url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/billables")
     bench_url = url.rsplit("/", 1)[0] + "/" + BENCH_DB
     for n in args.sizes:
-        reset_database(url)
-        subprocess.run(
-            [sys.executable, __file__, "--one", str(n)],
-            check=True,
-            env={**os.environ, "BENCH_DATABASE_URL": bench_url},
-        )
+        for path in ["stages", "user"] if args.paths else ["stages"]:
+            reset_database(url)
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    str(n),
+                    "--clients",
+                    str(args.clients),
+                    "--path",
+                    path,
+                ],
+                check=True,
+                env={**os.environ, "BENCH_DATABASE_URL": bench_url},
+            )
+        if args.paths:
+            reset_database(url)
+            run_cli_path(n, bench_url)
     reset_database(url)
 
 
