@@ -155,7 +155,8 @@ def test_the_upload_previews_before_saving_and_changes_nothing(client, demo, sup
     assert 'name="text"' in html  # the file travels with the Save button
 
     response = client.post(upload_url(), {"text": CHANGED, "_save": "1"}, follow=True)
-    assert "Rules file saved" in response.content.decode()
+    html = response.content.decode()
+    assert "Rules file saved" in html and "4 drafts stale: rebuild before approving" in html
     assert ClassificationRule.objects.filter(task="Development").exists()
 
 

@@ -28,6 +28,7 @@ from invoices.models import (
     RateMultiplier,
 )
 from invoices.overview import default_period
+from invoices.review import stale_drafts
 from invoices.rule_preview import preview_rule, preview_rules_file
 from invoices.rulesfile import RulesFileInvalid, import_rules
 from timesheets.models import Client
@@ -100,9 +101,17 @@ class FirmAdmin(admin.ModelAdmin):
             try:
                 if "_save" in request.POST:
                     summary = import_rules(text, prune=prune)
+                    stale = stale_drafts().count()
                     self.message_user(
                         request,
-                        "Rules file saved: " + "; ".join(summary.lines()[:11]),
+                        "Rules file saved: "
+                        + "; ".join(summary.lines()[:11])
+                        + (
+                            f". {stale} draft{'' if stale == 1 else 's'} stale: rebuild "
+                            "before approving (the review queue's Rebuild all stale drafts)."
+                            if stale
+                            else "."
+                        ),
                         messages.SUCCESS,
                     )
                     return HttpResponseRedirect(reverse("admin:invoices_firm_rules_file"))
