@@ -275,3 +275,14 @@ def test_the_review_page_shows_the_checks(client, legal):
     assert 'id="presend-checks"' in html
     assert "the narrative &#x27;work on file&#x27; is too vague" in html
     assert 'id="ledes-download"' not in html  # a draft has no LEDES file yet
+
+
+def test_the_rules_file_refuses_a_code_of_the_wrong_shape(codes):
+    with pytest.raises(RulesFileInvalid) as refused:
+        import_rules(RULES.format(task="l120", activity="A106"))
+    assert [(e.path, e.message) for e in refused.value.errors] == [
+        (
+            "categories[0].utbms_task_code",
+            "'l120' is not a UTBMS code: a capital letter and three digits, e.g. L120",
+        )
+    ]

@@ -47,6 +47,7 @@ ProjectBillingValue = Literal["hourly", "non_billable"]
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SLUG = re.compile(r"[-a-zA-Z0-9_]+")
 _CURRENCY = re.compile(r"[A-Z]{3}")
+_UTBMS_CODE = re.compile(r"[A-Z][0-9]{3}")
 
 
 def _to_decimal(value: object) -> Decimal:
@@ -131,6 +132,16 @@ def _is_slug(value: str) -> str:
     return value
 
 
+def _is_utbms_shape(value: str) -> str:
+    if not _UTBMS_CODE.fullmatch(value):
+        raise PydanticCustomError(
+            "not_a_utbms_code",
+            "{code} is not a UTBMS code: a capital letter and three digits, e.g. L120",
+            {"code": repr(value)},
+        )
+    return value
+
+
 def _is_currency(value: str) -> str:
     if not _CURRENCY.fullmatch(value):
         raise PydanticCustomError(
@@ -164,7 +175,7 @@ Task = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 BillingCodeText = Annotated[str, StringConstraints(min_length=1, max_length=20)]
 # A UTBMS code's shape (a letter, three digits); whether the code set has it is a database
 # check (invoices.rulesfile.checks), as the code set is a table.
-UtbmsCodeText = Annotated[str, StringConstraints(pattern=r"^[A-Z][0-9]{3}$")]
+UtbmsCodeText = Annotated[str, AfterValidator(_is_utbms_shape)]
 LedesClientId = Annotated[str, StringConstraints(min_length=1, max_length=20)]
 ProjectCode = Annotated[str, StringConstraints(min_length=1, max_length=50)]
 Regex = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_compiles)]
