@@ -21,7 +21,7 @@ from invoices.approval import approve_invoice, void_invoice
 from invoices.drafting import Period, draft_invoices
 from invoices.ledes import FIELDS, LedesRefused, build_ledes, validate_ledes
 from invoices.ledes.file import clean_text, timekeeper_class, timekeeper_name
-from invoices.models import Invoice
+from invoices.models import Cap, Invoice
 from invoices.models.utbms import load_utbms_codes
 from tests import billing_fixtures as make
 
@@ -294,6 +294,23 @@ def test_line_totals_add_up_to_the_stored_invoice_total_and_round_trip(legal, ro
     assert [r["EXP/FEE/INV_ADJ_TYPE"] for r in rows] == ["F", "F", "E", "IF"]
 
 
+def test_a_cap_and_the_discount_are_invoice_level_adjustments(legal, root):
+    Cap.objects.create(client=legal["client"], project=legal["project"], amount=D("500.00"))
+    invoice = approved(root)
+    text = build_ledes(invoice=invoice)
+
+    assert validate_ledes(text) == []
+    adjustments = [
+        (r["EXP/FEE/INV_ADJ_TYPE"], r["LINE_ITEM_ADJUSTMENT_AMOUNT"], r["LINE_ITEM_TOTAL"])
+        for r in rows_of(text)
+        if r["EXP/FEE/INV_ADJ_TYPE"] != "F"
+    ]
+    # 669.99 of time capped at 500.00, then 10% off: 500.00 - 50.00 = 450.00.
+    assert adjustments == [("IF", "-169.99", "-169.99"), ("IF", "-50.00", "-50.00")]
+    assert invoice.total == D("450.00")
+    assert {r["INVOICE_TOTAL"] for r in rows_of(text)} == {"450.00"}
+
+
 def test_descriptions_lose_pipes_brackets_line_breaks_and_accents(legal, root):
     project = legal["project"]
     make.entry(
@@ -343,8 +360,7 @@ def test_a_draft_or_void_invoice_is_refused(legal, root):
 
 
 def test_a_missing_utbms_code_refuses_the_export_naming_the_line(legal, root):
-    discovery = legal["project"].client.policy  # the policy requires UTBMS
-    assert discovery.requires_utbms
+    assert legal["client"].policy.requires_utbms
     invoice = approved(root)
     line = invoice.lines.get(position=2)
     line.category.utbms_activity_code = ""
