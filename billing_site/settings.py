@@ -34,6 +34,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    # Wiring only (no models): request and task ids on every log record, deploy checks, and
+    # `qcluster` refusing a public SECRET_KEY (before django_q, whose command it replaces).
+    "billing_site",
     "django_q",
     # Review desk: trigger-based audit trail (pghistory on pgtrigger), failed-login throttling
     # (axes), optional two-factor login (django-otp with TOTP devices).
@@ -44,8 +47,6 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "timesheets",
     "invoices",
-    # Wiring only (no models): request and task ids on every log record.
-    "billing_site",
 ]
 
 MIDDLEWARE = [

@@ -35,6 +35,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 from django.urls import path
 from django.utils import timezone
+from django_q import conf as django_q_conf
 from django_q.models import OrmQ, Task
 
 from billing_site import structured_logging as logs
@@ -173,6 +174,16 @@ def test_the_web_application_refuses_a_missing_or_public_secret_key(case):
     assert result.returncode != 0, result.stdout + result.stderr
     assert "ImproperlyConfigured" in result.stderr
     assert "SECRET_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("case", PUBLIC_KEY_ENVIRONMENTS)
+def test_the_task_cluster_refuses_a_missing_or_public_secret_key(case):
+    """The workers (`qcluster`) sign and read their tasks with SECRET_KEY: with DEBUG off they
+    refuse a public key as the web application does, before reaching the database."""
+    result = manage("qcluster", env=PUBLIC_KEY_ENVIRONMENTS[case](), timeout=60)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "SECRET_KEY" in result.stderr
+    assert "Traceback" not in result.stderr  # a message to act on, not a crash
 
 
 @pytest.mark.slow
@@ -866,7 +877,9 @@ def _push_month() -> list[Invoice]:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_two_clusters_on_one_database_never_classify_sync_or_push_twice(tmp_path, settings):
+def test_two_clusters_on_one_database_never_classify_sync_or_push_twice(
+    tmp_path, settings, monkeypatch
+):
     """Two `manage.py qcluster` processes (two workers each) share the one PostgreSQL and
     its ORM queue. Every job is queued twice, as at-least-once delivery may do: the model tier
     for each client, the sync of a tracker connection, the push of each approved invoice.
@@ -936,7 +949,11 @@ def test_two_clusters_on_one_database_never_classify_sync_or_push_twice(tmp_path
         sync.set_token(connection=tracker, token=harvest.token)
         tracker.save()
 
-        # Two clusters, started before any work is queued so that both take part.
+        # Two clusters, started before any work is queued so that both take part. They run
+        # with DEBUG off, so on a real signing key (qcluster refuses a public one); this
+        # process signs the tasks it queues with the same key.
+        signing_key = secrets.token_urlsafe(50)
+        monkeypatch.setattr(django_q_conf.Conf, "SECRET_KEY", signing_key)
         shim = tmp_path / "cluster_settings.py"
         shim.write_text(CLUSTER_SETTINGS.format(qbo_url=qbo.base_url))
         env = dict(
@@ -944,7 +961,7 @@ def test_two_clusters_on_one_database_never_classify_sync_or_push_twice(tmp_path
             PYTHONPATH=f"{tmp_path}{os.pathsep}{BASE_DIR}",
             DJANGO_SETTINGS_MODULE="cluster_settings",
             DATABASE_URL=_psql_url(settings.DATABASES["default"]["NAME"]),
-            SECRET_KEY=settings.SECRET_KEY,  # tasks are signed with it
+            SECRET_KEY=signing_key,  # tasks are signed with it
             BILLABLES_ENCRYPTION_KEYS=key,
             DEBUG="false",
             LOG_FORMAT="json",
