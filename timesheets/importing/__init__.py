@@ -2,10 +2,12 @@
 report", Toggl Track "Detailed").
 
     result = import_file(name="harvest.csv", content=data, user=request.user)
+    result = import_file(name=path.name, stream=path.open("rb"))  # read in chunks, never whole
 
 A file is stored whole or not at all: ImportRejected lists every problem (row, column, reason,
-hint) and nothing is written. Entries are keyed as explained in `keys`, so re-importing a file
-or an overlapping export updates entries instead of duplicating them.
+hint) and nothing is written. A file streams through in chunks (`streaming`); uploads too large
+for a web request are imported by a task (`jobs`). Entries are keyed as explained in `keys`,
+so re-importing a file or an overlapping export updates entries instead of duplicating them.
 """
 
 from timesheets.importing.errors import ImportRejected, RowError
