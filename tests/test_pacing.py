@@ -83,6 +83,7 @@ def test_harvest_paces_its_pages_through_the_budget(harvest_server):  # noqa: F8
 
 def test_quickbooks_stays_under_500_a_minute_whatever_the_interval(settings):
     settings.QBO_MAX_CONCURRENT_REQUESTS = 10
+    settings.QBO_REQUESTS_PER_MINUTE = 400
     clock = FakeClock()
     pacer = Pacer(clock=clock, sleep=clock.sleep)
     starts = []
@@ -92,6 +93,16 @@ def test_quickbooks_stays_under_500_a_minute_whatever_the_interval(settings):
 
     assert most_in_any_window(starts, 60) == 500
     assert clock.sleeps == [60.0, 60.0]
+
+
+def test_quickbooks_above_500_only_when_set_so_for_a_test_server(settings):
+    settings.QBO_REQUESTS_PER_MINUTE = 600_000
+    clock = FakeClock()
+    pacer = Pacer(clock=clock, sleep=clock.sleep)
+    for _ in range(1200):
+        with pacer.request("realm-1", 0):
+            pass
+    assert clock.sleeps == []
 
 
 def test_quickbooks_interval_spreads_requests(settings):

@@ -281,6 +281,25 @@ def test_toggl_report_rows_carry_ids_and_names_come_from_projects_and_clients(
     assert client.project_names("777") == {193791: ("Website", "Acme")}
 
 
+def test_toggl_v9_time_entries_example(replay_server):  # noqa: F811
+    replay_server.record("GET", "/me/time_entries", published.load("toggl", "me_time_entries.json"))
+
+    done, running = toggl_client(replay_server.url).my_time_entries(
+        since=dt.datetime(2025, 1, 30, tzinfo=dt.UTC)
+    )
+
+    assert (done.id, done.workspace_id, done.project_id, done.duration_seconds) == (
+        436694100,
+        777,
+        193791,
+        5400,
+    )
+    assert (done.tags, done.is_running, done.deleted_at) == (("dev",), False, None)
+    assert done.updated_at == dt.datetime(2025, 1, 30, 10, 31, 2, tzinfo=dt.UTC)
+    assert (running.is_running, running.stop, running.project_id) == (True, None, None)
+    assert replay_server.requests[0].query == {"meta": "true", "since": "1738195200"}
+
+
 def test_toggl_me_and_error_examples(replay_server):  # noqa: F811
     replay_server.record("GET", "/me", published.load("toggl", "me.json"))
     me = toggl_client(replay_server.url).me()

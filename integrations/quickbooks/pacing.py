@@ -3,8 +3,9 @@ requests per minute per realm, and 10 concurrent requests per app and realm.
 
 Two guards, both per realm in this process:
 - an interval between request starts (`QBO_REQUESTS_PER_MINUTE`, default 400: room under 500
-  for people using QuickBooks at the same time), and a sliding window that never lets 500
-  starts fall within one minute whatever the interval says;
+  for people using QuickBooks at the same time), and behind it a sliding window that never lets
+  more than 500 starts fall within one minute whatever the interval says (unless
+  `QBO_REQUESTS_PER_MINUTE` is deliberately set above 500, for a test server: then that);
 - a semaphore of `QBO_MAX_CONCURRENT_REQUESTS` (default 10) held for each request's whole
   round trip.
 A push also holds a per-realm lock so processes take turns (invoices.quickbooks.pushing). The
@@ -45,18 +46,18 @@ class Pacer:
     def _guards(
         self, realm_id: str, max_concurrent: int
     ) -> tuple[SlidingWindowBudget, threading.BoundedSemaphore]:
+        per_minute = max(REQUESTS_PER_MINUTE_LIMIT, configured_requests_per_minute())
         with self._lock:
-            if realm_id not in self._minute:
-                self._minute[realm_id] = SlidingWindowBudget(
-                    limit=REQUESTS_PER_MINUTE_LIMIT,
-                    window_seconds=60,
-                    clock=self._clock,
-                    sleep=self._sleep,
+            minute = self._minute.get(realm_id)
+            if minute is None or minute.limit != per_minute:
+                minute = self._minute[realm_id] = SlidingWindowBudget(
+                    limit=per_minute, window_seconds=60, clock=self._clock, sleep=self._sleep
                 )
+            if realm_id not in self._slots:
                 self._slots[realm_id] = threading.BoundedSemaphore(
                     min(max_concurrent, MAX_CONCURRENT_LIMIT)
                 )
-            return self._minute[realm_id], self._slots[realm_id]
+            return minute, self._slots[realm_id]
 
     def wait(self, realm_id: str, interval: float) -> None:
         """Wait for this realm's next start (the interval, then the minute's budget)."""
@@ -93,10 +94,14 @@ def settle_pacing(realm_id: str) -> None:
     pacer.settle(realm_id)
 
 
+def configured_requests_per_minute() -> int:
+    return int(getattr(settings, "QBO_REQUESTS_PER_MINUTE", 400))
+
+
 def request_interval_seconds() -> float:
     """Seconds between two requests to one realm under `QBO_REQUESTS_PER_MINUTE` (default 400,
     leaving room under QuickBooks' 500 for people using QuickBooks at the same time)."""
-    return 60 / int(getattr(settings, "QBO_REQUESTS_PER_MINUTE", 400))
+    return 60 / configured_requests_per_minute()
 
 
 def max_concurrent_requests() -> int:
