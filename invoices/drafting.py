@@ -20,11 +20,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists
 from django.utils import timezone
 
-from invoices.bulk_copy import allocate_ids, copy_rows
+from invoices.bulk_copy import allocate_ids, copy_rows, update_rows
 from invoices.classification import classify_entries, entries_to_classify
 from invoices.configuration import Configuration, load_configuration
 from invoices.core.pricing import InvoiceDraft, PricingError, price_invoice
@@ -218,8 +218,7 @@ def _draft_batch(
         summary.frozen += len(frozen)
         if drafts:
             # Release the drafts' entries; they are re-placed below, in this transaction.
-            InvoiceEntry.objects.filter(invoice__in=list(drafts.values())).delete()
-            InvoiceLine.objects.filter(invoice__in=list(drafts.values())).delete()
+            _release([inv.pk for inv in drafts.values()])
 
         inputs = load_inputs(
             client_ids=client_ids,
@@ -249,6 +248,18 @@ def _draft_batch(
                 summary.created += 1
             else:
                 summary.rebuilt += 1
+
+
+def _release(invoice_ids: list[int]) -> None:
+    """Delete the drafts' entry links and lines: two statements. (The ORM's `delete()` would
+    first fetch every line to cascade to its links, in batches of ids; nothing listens to
+    these deletes in Python, and the audit trail and guards are triggers, which run.)"""
+    with connection.cursor() as cursor:
+        for model in (InvoiceEntry, InvoiceLine):
+            cursor.execute(
+                f'DELETE FROM "{model._meta.db_table}" WHERE "invoice_id" = ANY(%s)',
+                [invoice_ids],
+            )
 
 
 def _price_client(
@@ -348,7 +359,11 @@ def _save_invoices(
                 )
     if updated:
         fields = list(_invoice_values(items[0], period, config, now))
-        Invoice.objects.bulk_update(updated, fields, batch_size=500)
+        update_rows(
+            Invoice,
+            fields,
+            ([inv.pk, *(_prepared(inv, name) for name in fields)] for inv in updated),
+        )
     Invoice.objects.bulk_create(created, batch_size=500)
     events += [
         InvoiceEvent(
@@ -359,6 +374,12 @@ def _save_invoices(
     InvoiceEvent.objects.bulk_create(events, batch_size=500)
     new = iter(created)
     return [item.invoice if item.invoice is not None else next(new) for item in items]
+
+
+def _prepared(invoice: Invoice, name: str):
+    """A field's value as COPY writes it: flags as their stored strings."""
+    value = getattr(invoice, name)
+    return [str(flag) for flag in value] if name == "flags" else value
 
 
 LINE_FIELDS = (
