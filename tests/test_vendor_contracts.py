@@ -105,6 +105,17 @@ def test_harvest_users_and_me_examples(replay_server):  # noqa: F811
     ]
 
 
+def test_harvest_current_user_example(replay_server):  # noqa: F811
+    replay_server.record("GET", "/users/me", published.load("harvest", "users_me.json"))
+    me = harvest_client(replay_server.url).current_user()
+    assert (me.id, me.name, me.email, me.is_active) == (
+        1782884,
+        "Bob Powell",
+        "bobpowell@example.com",
+        True,
+    )
+
+
 def test_harvest_error_examples_become_named_errors(replay_server):  # noqa: F811
     replay_server.record(
         "GET", "/time_entries", published.load("harvest", "error_401.json"), status=401
