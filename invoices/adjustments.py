@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
 from django.db import transaction
+from django.db.models import Q
 
 from invoices.core.rounding import hours_to_seconds, round_money, round_quantity
 from invoices.drafting import Period, draft_invoices, rebuild_invoice
@@ -225,7 +226,7 @@ def add_manual_line(
             .first()
             or category.billing_code
         )
-    scope = project.pk if per_project else None
+    scope = project.pk if per_project and project is not None else None  # checked above
     with transaction.atomic():
         # Serializes with drafting and approval of the client (both lock this row first).
         Client.objects.select_for_update().get(pk=client.pk)
@@ -306,7 +307,12 @@ def _scope_invoice(client: Client, period: Period, scope: int | None) -> Invoice
     added beside an approval that commits meanwhile and then billed nowhere."""
     return (
         Invoice.objects.select_for_update()
-        .filter(client=client, project_id=scope, period_start=period.start, period_end=period.end)
+        .filter(
+            Q(project_id=scope) if scope is not None else Q(project__isnull=True),
+            client=client,
+            period_start=period.start,
+            period_end=period.end,
+        )
         .exclude(status=InvoiceStatus.VOID)
         .first()
     )
@@ -360,7 +366,8 @@ def _decimal(
         raise AdjustmentRefused(f"{what} {value!r} is not a number") from exc
     if not number.is_finite():
         raise AdjustmentRefused(f"{what} {value!r} is not a number")
-    if places is not None and number.as_tuple().exponent < -places:
+    exponent = number.as_tuple().exponent  # an int: the number is finite
+    if places is not None and isinstance(exponent, int) and exponent < -places:
         raise AdjustmentRefused(f"{what} {number} has more than {places} decimals")
     if limit is not None and abs(number) >= limit:
         raise AdjustmentRefused(f"{what} {number} is too large")

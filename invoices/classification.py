@@ -285,7 +285,8 @@ def classify_entries(
 
 
 NON_BILLABLE = Project.Billing.NON_BILLABLE  # as `Project.is_billable` reads it
-_DECISION_ATTNAMES = [Classification._meta.get_field(name).attname for name in DECISION_FIELDS]
+_ATTNAMES = {field.name: field.attname for field in Classification._meta.concrete_fields}
+_DECISION_ATTNAMES = [_ATTNAMES[name] for name in DECISION_FIELDS]
 # What classifying an entry reads: its facts, and its stored decision (None throughout when it
 # has no classification row yet: `tier` is never null on a row) with the reviewer's and the
 # model's answers. Plain values: building model instances cost more than classifying.

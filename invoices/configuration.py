@@ -74,7 +74,7 @@ def load_rate_table() -> RateTable:
             rate=r.rate,
             # A project row competes inside its client; the loader does not trust the row to
             # carry both.
-            client=r.project.client_id if r.project_id else r.client_id,
+            client=r.project.client_id if r.project is not None else r.client_id,
             project=r.project_id,
             person=r.person_id,
             role=r.role,

@@ -285,7 +285,7 @@ def _price_client(
             if (client_id, scope) not in frozen:
                 manual[scope].append(charge)
     in_scope = {s for (c, s) in drafts if c == client_id} | set(scopes) | set(manual)
-    priced = []
+    priced: list[tuple[int | None, InvoiceDraft | None, dict[int, str]]] = []
     for scope in sorted(in_scope, key=lambda s: (s is not None, s or 0)):
         entries, charges = scopes.get(scope, []), manual.get(scope, [])
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 from django.db import transaction
 from django.db.models import Q
@@ -79,11 +80,11 @@ def correct_entry(
             "description": classification.manual_description,
         }
         if category is not UNSET:
-            classification.manual_category = category
+            classification.manual_category = cast("Category | None", category)
         if billable is not UNSET:
-            classification.manual_billable = billable
+            classification.manual_billable = cast("bool | None", billable)
         if description is not UNSET:
-            classification.manual_description = (description or "").strip()
+            classification.manual_description = (cast("str | None", description) or "").strip()
         classification.manual_by, classification.manual_at = user, timezone.now()
         classification.save()
         # The decision is memory at once: the client's entries with this note follow it.

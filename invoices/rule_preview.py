@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -36,10 +37,12 @@ from invoices.core.classify import (
     Decision,
     EntryFacts,
     Rule,
+    Tier,
     classify,
     compile_notes_pattern,
     order_rules,
 )
+from invoices.core.memory import ClientMemory
 from invoices.core.pricing import PricedEntry, PricingError, price_invoice
 from invoices.core.wording import client_wording
 from invoices.drafting import Period, draft_invoices
@@ -168,18 +171,19 @@ def preview_rule(*, rule: ClassificationRule, period: Period) -> RulePreview:
             tracker_billable=entry.tracker_billable,
         )
         existing = getattr(entry, "classification", None)
-        kwargs = {
-            "policy": config.policy(entry.client_id),
-            "categories": config.categories,
-            "memory": memory.get(entry.client_id, {}),
-            "manual": _manual(existing, key_by_id),
-            "model": _model_answer(existing, key_by_id),
-            "model_reason": reason,
-            "threshold": threshold,
-        }
+        decide = functools.partial(
+            classify,
+            facts,
+            policy=config.policy(entry.client_id),
+            categories=config.categories,
+            memory=memory.get(entry.client_id) or ClientMemory(),
+            manual=_manual(existing, key_by_id),
+            model=_model_answer(existing, key_by_id),
+            model_reason=reason,
+            threshold=threshold,
+        )
         rules_before, rules_after = ordered[entry.client_id]
-        before = classify(facts, rules=rules_before, **kwargs)
-        after = classify(facts, rules=rules_after, **kwargs)
+        before, after = decide(rules=rules_before), decide(rules=rules_after)
         decisions[entry.id] = (entry, before, after)
         frozen = entry.id in frozen_ids
         if edited.matches(facts) and entry.date >= period.start:
@@ -249,14 +253,14 @@ def _decided(
     held as drafting words and holds a decision)."""
     info = config.categories.get(decision.category) if decision.category else None
     source = Classification.Tier(decision.tier).label
-    if decision.tier == Classification.Tier.RULE and decision.rule_id:
+    if decision.tier == Tier.RULE and decision.rule_id:
         source = f"rule #{decision.rule_id}"
     existing = getattr(entry, "classification", None)
     deliberate = bool(
         existing
         and (
             existing.manual_description
-            or (decision.tier == Classification.Tier.LLM and existing.model_description)
+            or (decision.tier == Tier.LLM and existing.model_description)
         )
     )
     return dataclasses.replace(
@@ -414,10 +418,10 @@ class RulesFilePreview:
             out.append(f"no open invoice's total would change ({self.drafts_compared} drafts)")
         if self.entries_changed:
             out.append(f"entries whose category would change: {self.entries_changed}")
-            for change in self.entries:
+            for entry in self.entries:
                 out.append(
-                    f"  {change.date} {change.client} {change.person} {change.notes!r}: "
-                    f"{change.old or '(none)'} -> {change.new or '(none)'}"
+                    f"  {entry.date} {entry.client} {entry.person} {entry.notes!r}: "
+                    f"{entry.old or '(none)'} -> {entry.new or '(none)'}"
                 )
             if self.more_entries:
                 out.append(f"  and {self.more_entries} more")
@@ -500,6 +504,7 @@ def _total_changes(before: dict, after: dict, shown: dict) -> list[InvoiceTotalC
         elif old is not None:
             change = dataclasses.replace(old, new=None, pending_new=0)
         else:
+            assert new is not None  # the key is in one of the two
             change = dataclasses.replace(new, invoice_id=None, old=None, pending_old=0)
         if (change.old, change.pending_old) != (change.new, change.pending_new):
             changes.append(change)
