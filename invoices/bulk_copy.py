@@ -109,7 +109,9 @@ def update_rows(
     return written
 
 
-def _copy_into(table: str, columns: list[models.Field], rows: Iterable[Sequence[Any]]) -> int:
+def _copy_into(
+    table: str, columns: list[models.Field[Any, Any]], rows: Iterable[Sequence[Any]]
+) -> int:
     json_columns = [i for i, field in enumerate(columns) if isinstance(field, models.JSONField)]
     sql = 'COPY "{}" ({}) FROM STDIN'.format(
         table, ", ".join(f'"{field.column}"' for field in columns)
@@ -127,7 +129,7 @@ def _copy_into(table: str, columns: list[models.Field], rows: Iterable[Sequence[
     return written
 
 
-def _fields(model: type[models.Model], names: Sequence[str]) -> list[models.Field]:
+def _fields(model: type[models.Model], names: Sequence[str]) -> list[models.Field[Any, Any]]:
     """Concrete fields by attribute name ("invoice_id") or field name ("invoice")."""
     by_name = {}
     for field in model._meta.concrete_fields:
@@ -135,7 +137,7 @@ def _fields(model: type[models.Model], names: Sequence[str]) -> list[models.Fiel
     return [by_name[name] for name in names]
 
 
-def _default(field: models.Field) -> Any:
+def _default(field: models.Field[Any, Any]) -> Any:
     if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
         return timezone.now()
     value = field.get_default()

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -311,11 +312,14 @@ ENTRY_COLUMNS = (
 )
 
 
-def _changed(entry: dict, stored: tuple) -> bool:
+Row = dict[str, Any]  # an entry's `ENTRY_COLUMNS`, by name
+
+
+def _changed(entry: Row, stored: tuple[Any, ...]) -> bool:
     return any(entry[column] != value for column, value in zip(_STORED, stored, strict=True))
 
 
-def _chunks(qs: QuerySet) -> Iterator[list[tuple]]:
+def _chunks(qs: QuerySet[TimeEntry, tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
     # Keyset pagination keeps memory flat for 100k-entry months without a server-side cursor.
     last_id = 0
     while True:
@@ -342,7 +346,7 @@ def _model_answer(existing: Classification | None, key_by_id: dict[int, str]) ->
     return _answer_of({f"classification__{k}": v for k, v in vars(existing).items()}, key_by_id)
 
 
-def _manual_of(entry: dict, key_by_id: dict[int, str]) -> ManualDecision | None:
+def _manual_of(entry: Row, key_by_id: dict[int, str]) -> ManualDecision | None:
     """The reviewer's decision, from an entry's row of `ENTRY_COLUMNS`."""
     if entry["classification__tier"] is None:
         return None
@@ -354,7 +358,7 @@ def _manual_of(entry: dict, key_by_id: dict[int, str]) -> ManualDecision | None:
     )
 
 
-def _answer_of(entry: dict, key_by_id: dict[int, str]) -> ModelAnswer | None:
+def _answer_of(entry: Row, key_by_id: dict[int, str]) -> ModelAnswer | None:
     """The model's validated answer, from an entry's row of `ENTRY_COLUMNS`."""
     category_id = entry["classification__model_category_id"]
     if entry["classification__tier"] is None or (
