@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from invoices.core.classify import CategoryInfo, NotesPatternRefused, Rule, compile_notes_pattern
 from invoices.core.policy import GroupBy, Policy, RoundingLocus, RoundingMode
 from invoices.core.rates import RateRow, RateTable
+from invoices.core.tax import TaxCode as TaxCodeValue
+from invoices.core.tax import TaxLocus, TaxPolicy, TaxRate
 from invoices.models import (
     BillingCode,
     Cap,
@@ -23,6 +25,8 @@ from invoices.models import (
     Firm,
     Rate,
     RateMultiplier,
+    TaxCode,
+    TaxOverride,
 )
 
 
@@ -96,9 +100,14 @@ class Configuration:
     rules: list[Rule]
     rates: RateTable
     policies: dict[int, Policy]
+    # Billing semantics 12: each client's tax settings; key 0 for a client without a policy.
+    taxes: dict[int, TaxPolicy] = field(default_factory=dict)
 
     def policy(self, client_id: int) -> Policy:
         return self.policies.get(client_id) or self.policies[0]
+
+    def tax(self, client_id: int) -> TaxPolicy | None:
+        return self.taxes.get(client_id) or self.taxes.get(0)
 
 
 def load_policies(client_ids: Iterable[int] | None = None) -> dict[int, Policy]:
@@ -156,4 +165,46 @@ def load_configuration(client_ids: Iterable[int] | None = None) -> Configuration
         rules=load_rules(),
         rates=load_rate_table(),
         policies=load_policies(client_ids),
+        taxes=load_taxes(client_ids),
     )
+
+
+def load_taxes(client_ids: Iterable[int] | None = None) -> dict[int, TaxPolicy]:
+    """Each client's `TaxPolicy` (section 12) in three queries: the firm, the codes and
+    overrides, and the policies' default code ids."""
+    firm = Firm.load()
+    rows = {row.id: row for row in TaxCode.objects.all()}
+    codes = {pk: _tax_code_value(row, rows) for pk, row in rows.items()}
+    by_category: dict[str, TaxCodeValue | None] = {}
+    by_kind: dict[str, TaxCodeValue | None] = {}
+    for override in TaxOverride.objects.select_related("category"):
+        code = codes.get(override.tax_code_id) if override.tax_code_id else None
+        if override.category is not None:
+            by_category[override.category.key] = code
+        else:
+            by_kind[override.line_kind] = code
+    policies_qs = ClientPolicy.objects.filter(tax_code__isnull=False)
+    if client_ids is not None:
+        policies_qs = policies_qs.filter(client_id__in=list(client_ids))
+    locus = TaxLocus(firm.tax_calculation)
+    base = TaxPolicy(locus=locus, by_category=by_category, by_kind=by_kind)
+    taxes = {0: base}
+    for client_id, code_id in policies_qs.values_list("client_id", "tax_code_id"):
+        taxes[client_id] = TaxPolicy(
+            locus=locus, default=codes[code_id], by_category=by_category, by_kind=by_kind
+        )
+    return taxes
+
+
+def _tax_code_value(row: TaxCode, rows: dict[int, TaxCode]) -> TaxCodeValue:
+    """A code and the codes it applies after, earliest first (section 12.1); a loop in the
+    chain stops at the first code seen twice (the admin and the rules file refuse one)."""
+    chain: list[TaxCode] = []
+    current: TaxCode | None = row
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = rows.get(current.applies_after_id) if current.applies_after_id else None
+    rates = tuple(
+        TaxRate(name=r.name, percent=r.rate, compound=r.compound) for r in reversed(chain)
+    )
+    return TaxCodeValue(name=row.name, rates=rates, quickbooks_id=row.quickbooks_id)

@@ -290,7 +290,12 @@ def _price_client(
         entries, charges = scopes.get(scope, []), manual.get(scope, [])
         try:
             result = (entries or charges) and price_invoice(
-                entries, policy=policy, rates=config.rates, client=client_id, manual=charges
+                entries,
+                policy=policy,
+                rates=config.rates,
+                client=client_id,
+                manual=charges,
+                taxes=config.tax(client_id),
             )
         except PricingError as exc:
             name = Client.objects.get(pk=client_id).name
@@ -317,6 +322,8 @@ def _invoice_values(item: _Draft, period: Period, config: Configuration, now) ->
         "adjustments": item.result.adjustments,
         "discount": item.result.discount,
         "total": item.result.total,
+        "tax_total": item.result.tax.total,
+        "tax_summary": item.result.tax.summary_json(),
         "flags": [Flag(f) for f in item.result.flags],
         "policy_snapshot": policy.snapshot(),
         "drafted_at": now,
@@ -397,6 +404,9 @@ LINE_FIELDS = (
     "amount",
     "first_date",
     "derivation",
+    "tax_code",
+    "tax_base",
+    "tax_amount",
 )
 LINK_FIELDS = (
     "invoice_id",
@@ -420,6 +430,7 @@ def _save_lines_and_links(items: list[_Draft], invoices: list[Invoice], config) 
     for item, invoice in zip(items, invoices, strict=True):
         for position, line in enumerate(item.result.lines, start=1):
             line_id = next(ids)
+            tax = item.result.tax.line(position - 1)
             category = config.category_ids.get(line.category) if line.category else None
             lines.append(
                 (
@@ -437,6 +448,9 @@ def _save_lines_and_links(items: list[_Draft], invoices: list[Invoice], config) 
                     line.amount,
                     line.first_date,
                     line.derivation,
+                    (tax.code.name if tax and tax.code else ""),
+                    tax.base if tax else None,
+                    tax.amount if tax else None,
                 )
             )
             links += [_link(invoice.pk, line_id, p, item.hashes, "") for p in line.entries]

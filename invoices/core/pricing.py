@@ -34,6 +34,7 @@ from invoices.core.rounding import (
     round_rate,
     round_to_increment,
 )
+from invoices.core.tax import InvoiceTax, TaxPolicy, tax_invoice
 
 # The values below are what the database stores (`InvoiceLine.Kind`, `Flag` and
 # `InvoiceEntry.State` in invoices.models); tests/test_structure.py keeps the two in step.
@@ -194,6 +195,8 @@ class InvoiceDraft:
     flags: list[InvoiceFlag]
     # Held entries (section 10.2): listed like pending ones, never blocking approval.
     held: list[EntryPlacement] = field(default_factory=list)
+    # Section 12: each line's tax code, base and tax, and the invoice's tax per rate.
+    tax: InvoiceTax = field(default_factory=InvoiceTax.none)
 
     @property
     def placements(self) -> list[EntryPlacement]:
@@ -255,6 +258,7 @@ def price_invoice(
     rates: RateTable,
     client: int,
     manual: Sequence[ManualCharge] = (),
+    taxes: TaxPolicy | None = None,
 ) -> InvoiceDraft:
     """One invoice's lines and totals from its entries and manual lines, per the billing
     semantics: time lines, then manual lines (10.4), then caps and the discount (section 7)."""
@@ -268,6 +272,10 @@ def price_invoice(
     lines.extend(_adjustment_lines(lines, policy))
 
     totals = _Totals.of(lines, policy)
+    tax = tax_invoice(lines, taxes=taxes, currency=policy.currency)
+    for line, line_tax in zip(lines, tax.lines, strict=False):
+        if line_tax is not None:
+            line.derivation["tax"] = line_tax.as_dict(policy.currency)
     flags = _flags(lines, placed, totals)
     return InvoiceDraft(
         lines,
@@ -278,6 +286,7 @@ def price_invoice(
         totals.total,
         flags,
         placed.held,
+        tax=tax,
     )
 
 

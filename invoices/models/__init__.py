@@ -28,6 +28,7 @@ from invoices.models.quickbooks import (
     QuickBooksConnection,
 )
 from invoices.models.utbms import UtbmsCode
+from invoices.models.tax import TaxCode, TaxOverride
 
 # isort: on
 
@@ -60,4 +61,6 @@ __all__ = [
     "RateMultiplier",
     "TokenUsage",
     "UtbmsCode",
+    "TaxCode",
+    "TaxOverride",
 ]

@@ -32,6 +32,13 @@ class Firm(models.Model):
     payment_instructions = models.TextField(
         blank=True, help_text="Printed under the total: bank details, how to pay."
     )
+    # Billing semantics 12.4: where tax is rounded.
+    tax_calculation = models.CharField(
+        max_length=10,
+        choices=[("invoice", "On the invoice, per tax code"), ("line", "Per line")],
+        default="invoice",
+        help_text="Tax rounded once per code on the invoice, or once per line.",
+    )
     invoice_number_template = models.CharField(
         max_length=60,
         default="INV-{year}-{seq:04}",

@@ -50,6 +50,10 @@ class Invoice(models.Model):
     adjustments = models.DecimalField(**MONEY, default=0)
     discount = models.DecimalField(**MONEY, default=0)
     total = models.DecimalField(**MONEY, default=0)
+    # Billing semantics 12.5: the tax on top of `total` (the amount due is total + tax_total)
+    # and the summary per code and rate that the printable invoice shows.
+    tax_total = models.DecimalField(**MONEY, default=0)
+    tax_summary = models.JSONField(default=list, blank=True)
     flags = ArrayField(
         models.CharField(max_length=20, choices=Flag.choices), default=list, blank=True
     )
@@ -113,6 +117,11 @@ class Invoice(models.Model):
         if self.number:
             return self.number
         return f"draft #{self.pk}" if self.pk else "new draft"
+
+    @property
+    def total_with_tax(self):
+        """The amount due (billing semantics 12.5)."""
+        return self.total + self.tax_total
 
     @property
     def is_frozen(self) -> bool:

@@ -83,6 +83,15 @@ class ClientPolicy(models.Model):
         help_text="The CLIENT_ID of LEDES files (the firm's code for the client); empty: the "
         "client's id.",
     )
+    # Billing semantics 12.2: the client's default tax code (none: not taxed).
+    tax_code = models.ForeignKey(
+        "invoices.TaxCode",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Default tax code of the client's lines; empty: no tax.",
+    )
 
     class Meta:
         verbose_name_plural = "client policies"
