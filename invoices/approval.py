@@ -25,6 +25,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from invoices.engagement_ledger import EngagementChanged, record_on_approval, reverse_on_void
 from invoices.errors import BillingError
 from invoices.models import (
     Classification,
@@ -126,6 +127,7 @@ def _transition(
                 ]
             ).update(invoice=current)
             current.approved_at, current.approved_by = now, user
+            _record_engagements(current, user)  # section 13: milestones, retainer ledger
             current.flags = [f for f in current.flags if f != Flag.HELD]
             TimeEntry.objects.filter(
                 id__in=[link.entry_id for link in links if link.pk not in held]
@@ -133,6 +135,7 @@ def _transition(
         else:
             _check_voidable(current)
             current.voided_at, current.voided_by = now, user
+            reverse_on_void(invoice=current, user=user)  # section 13.2
             entry_ids = [link.entry_id for link in links]
             InvoiceEntry.objects.filter(invoice=current).update(is_live=False)
             TimeEntry.all_objects.filter(id__in=entry_ids).update(locked=False)
@@ -167,6 +170,13 @@ def _transition(
         if to == InvoiceStatus.VOID and applied.edited:
             _reclassify(applied.edited)
     return current
+
+
+def _record_engagements(invoice: Invoice, user) -> None:
+    try:
+        record_on_approval(invoice=invoice, user=user)
+    except EngagementChanged as exc:
+        raise InvalidTransition(str(exc)) from exc
 
 
 def _lock_entries(invoice_id: int) -> set[int]:

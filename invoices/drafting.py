@@ -27,13 +27,16 @@ from django.utils import timezone
 from invoices.bulk_copy import allocate_ids, copy_rows, update_rows
 from invoices.classification import classify_entries, entries_to_classify
 from invoices.configuration import Configuration, load_configuration
+from invoices.core.engagements import Engagement
 from invoices.core.pricing import InvoiceDraft, PricingError, price_invoice
 from invoices.drafting_inputs import (
     DraftInputs,
     approved_invoices_covering_entry,
     hold_reason_of,
+    load_engagements,
     load_inputs,
     unbilled_manual_lines,
+    unbilled_milestones,
     who,
 )
 from invoices.errors import BillingError
@@ -143,6 +146,10 @@ def _clients_to_draft(period: Period, client_ids: Iterable[int] | None) -> list[
     ids |= set(late.values_list("client_id", flat=True).distinct())
     ids |= set(drafts.values_list("client_id", flat=True))
     ids |= set(manual.values_list("client_id", flat=True).distinct())
+    # Section 13.1: a fixed fee's milestone due by the period's end bills without time.
+    due = unbilled_milestones().filter(due_on__lte=period.end)
+    due = due if client_ids is None else due.filter(fixed_fee__project__client_id__in=client_ids)
+    ids |= set(due.values_list("fixed_fee__project__client_id", flat=True).distinct())
     return sorted(ids)
 
 
@@ -226,10 +233,19 @@ def _draft_batch(
             end=period.end,
             bill_approved_only={c: config.policy(c).bill_approved_only for c in client_ids},
         )
+        engagements = load_engagements(client_ids=client_ids, start=period.start, end=period.end)
         to_write: list[_Draft] = []
         emptied: list[Invoice] = []
         for client_id in client_ids:
-            priced = _price_client(client_id, inputs.get(client_id), drafts, frozen, period, config)
+            priced = _price_client(
+                client_id,
+                inputs.get(client_id),
+                drafts,
+                frozen,
+                period,
+                config,
+                engagements.get(client_id),
+            )
             for scope, result, hashes in priced:
                 draft = drafts.get((client_id, scope))
                 if result is None:
@@ -269,6 +285,7 @@ def _price_client(
     frozen: set[tuple[int, int | None]],
     period: Period,
     config: Configuration,
+    engagement: Engagement | None = None,
 ) -> list[tuple[int | None, InvoiceDraft | None, dict[int, str]]]:
     """Each scope of the client (its drafts, and the scopes its entries and manual lines fall
     in) with its priced result, or None when the scope has nothing to bill, review or hold."""
@@ -285,17 +302,20 @@ def _price_client(
             if (client_id, scope) not in frozen:
                 manual[scope].append(charge)
     in_scope = {s for (c, s) in drafts if c == client_id} | set(scopes) | set(manual)
+    fees = _fee_scopes(engagement, policy.invoice_per_project, client_id, frozen)
+    in_scope |= fees
     priced: list[tuple[int | None, InvoiceDraft | None, dict[int, str]]] = []
     for scope in sorted(in_scope, key=lambda s: (s is not None, s or 0)):
         entries, charges = scopes.get(scope, []), manual.get(scope, [])
         try:
-            result = (entries or charges) and price_invoice(
+            result = (entries or charges or scope in fees) and price_invoice(
                 entries,
                 policy=policy,
                 rates=config.rates,
                 client=client_id,
                 manual=charges,
                 taxes=config.tax(client_id),
+                engagement=engagement.for_scope(scope) if engagement else None,
             )
         except PricingError as exc:
             name = Client.objects.get(pk=client_id).name
@@ -309,6 +329,18 @@ def _price_client(
             hashes = inputs.hashes if inputs is not None else {}
             priced.append((scope, result, hashes))
     return priced
+
+
+def _fee_scopes(
+    engagement: Engagement | None, per_project: bool, client_id: int, frozen: set
+) -> set[int | None]:
+    """Section 13.1: the scopes with a milestone due (an invoice even without time)."""
+    if engagement is None:
+        return set()
+    scopes = {p if per_project else None for p in engagement.fixed_fees}
+    return {
+        s for s in scopes if (client_id, s) not in frozen and engagement.for_scope(s).has_due_fees()
+    }
 
 
 def _invoice_values(item: _Draft, period: Period, config: Configuration, now) -> dict:

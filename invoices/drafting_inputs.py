@@ -14,14 +14,34 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Q, Subquery, Sum
 
-from invoices.core.pricing import Adjustment, ManualCharge, PricedEntry
+from invoices.core.engagements import (
+    CapTerms,
+    Engagement,
+    FixedFeeTerms,
+    MilestoneTerms,
+    RetainerTerms,
+)
+from invoices.core.pricing import SUBTOTAL_KINDS, Adjustment, LineKind, ManualCharge, PricedEntry
 from invoices.core.wording import client_wording
-from invoices.models import Classification, Invoice, InvoiceEntry, InvoiceStatus, ManualLine
+from invoices.models import (
+    Classification,
+    EngagementCap,
+    FixedFee,
+    Invoice,
+    InvoiceEntry,
+    InvoiceLine,
+    InvoiceStatus,
+    ManualLine,
+    Milestone,
+    Retainer,
+    RetainerEntry,
+)
 from timesheets.models import TimeEntry
 
 TIERS = dict(Classification.Tier.choices)
@@ -298,3 +318,120 @@ def _manual_charges(
             )
         )
     return charges
+
+
+def unbilled_milestones():
+    """Milestones no approved invoice has billed (a void releases its milestones, 13.1)."""
+    return Milestone.objects.filter(
+        Q(billed_on__isnull=True) | Q(billed_on__status=InvoiceStatus.VOID)
+    )
+
+
+def load_engagements(
+    *, client_ids: Iterable[int], start: dt.date, end: dt.date
+) -> dict[int, Engagement]:
+    """Section 13's terms of every client of the batch: fixed fees with their unbilled
+    milestones, the retainer and its ledger balance as of the period's end, and the engagement
+    caps covering the period with what approved invoices of earlier periods billed of them. Six
+    queries whatever the number of clients. Clients without any are absent."""
+    ids = list(client_ids)
+    fees: dict[int, dict[int, FixedFeeTerms]] = defaultdict(dict)
+    milestones: dict[int, list[MilestoneTerms]] = defaultdict(list)
+    for m in unbilled_milestones().filter(fixed_fee__project__client_id__in=ids).order_by("id"):
+        milestones[m.fixed_fee_id].append(
+            MilestoneTerms(m.id, m.name, m.due_on, amount=m.amount, percent=m.percent)
+        )
+    for fee in FixedFee.objects.filter(project__client_id__in=ids).select_related("project"):
+        project = fee.project
+        fees[project.client_id][project.pk] = FixedFeeTerms(
+            project=project.pk,
+            project_code=project.code or project.name,
+            project_name=project.name,
+            fee=fee.fee,
+            show_time=fee.show_time,
+            milestones=tuple(milestones.get(fee.pk, [])),
+        )
+    retainers = _retainer_terms(ids, end)
+    caps = _cap_terms(ids, start, end)
+    return {
+        client: Engagement(
+            period_start=start,
+            period_end=end,
+            fixed_fees=fees.get(client, {}),
+            retainer=retainers.get(client),
+            caps=tuple(caps.get(client, [])),
+        )
+        for client in set(fees) | set(retainers) | set(caps)
+    }
+
+
+def retainer_balance(*, client_id: int, end: dt.date) -> Decimal:
+    """The ledger's balance as of `end` (13.2), as drafting computes it."""
+    total = RetainerEntry.objects.filter(client_id=client_id, on_date__lte=end).aggregate(
+        total=Sum("amount")
+    )["total"]
+    return total or Decimal(0)
+
+
+def _retainer_terms(ids: list[int], end: dt.date) -> dict[int, RetainerTerms]:
+    balances = dict(
+        RetainerEntry.objects.filter(client_id__in=ids, on_date__lte=end)
+        .values("client_id")
+        .annotate(total=Sum("amount"))
+        .values_list("client_id", "total")
+    )
+    return {
+        r.client_id: RetainerTerms(
+            balance=balances.get(r.client_id) or Decimal(0),
+            monthly_amount=r.monthly_amount,
+            rollover=r.rollover,
+        )
+        for r in Retainer.objects.filter(client_id__in=ids)
+    }
+
+
+def _cap_terms(ids: list[int], start: dt.date, end: dt.date) -> dict[int, list[CapTerms]]:
+    rows = list(
+        EngagementCap.objects.filter(
+            client_id__in=ids, starts_on__lte=end, ends_on__gte=start
+        ).select_related("project")
+    )
+    used = _billed_before(rows, start)
+    caps: dict[int, list[CapTerms]] = defaultdict(list)
+    for cap in rows:
+        hours, amount = used.get(cap.pk, (Decimal(0), Decimal(0)))
+        caps[cap.client_id].append(
+            CapTerms(
+                id=cap.pk,
+                project_code=cap.project.code or cap.project.name,
+                starts_on=cap.starts_on,
+                ends_on=cap.ends_on,
+                hours=cap.hours,
+                amount=cap.amount,
+                used_hours=hours,
+                used_amount=amount,
+                project=cap.project_id,
+            )
+        )
+    return caps
+
+
+def _billed_before(caps: list, start: dt.date) -> dict[int, tuple[Decimal, Decimal]]:
+    """Per cap: the hours (time lines) and amount (the project's lines, caps included) of
+    approved invoices whose period lies in the cap's window and ends before `start`."""
+    if not caps:
+        return {}
+    lines = InvoiceLine.objects.filter(
+        project_id__in={c.project_id for c in caps},
+        invoice__status=InvoiceStatus.APPROVED,
+        invoice__period_end__lt=start,
+        kind__in=[*SUBTOTAL_KINDS, LineKind.CAP],
+    ).values_list("project_id", "invoice__period_start", "kind", "quantity", "amount")
+    used: dict[int, tuple[Decimal, Decimal]] = {}
+    for project_id, period_start, kind, quantity, amount in lines:
+        for cap in caps:
+            if cap.project_id != project_id or not cap.starts_on <= period_start <= cap.ends_on:
+                continue
+            hours, total = used.get(cap.pk, (Decimal(0), Decimal(0)))
+            used[cap.pk] = (hours + (quantity if kind == LineKind.TIME else 0), total + amount)
+    return used

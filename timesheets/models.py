@@ -28,6 +28,8 @@ class Project(models.Model):
     class Billing(models.TextChoices):
         HOURLY = "hourly", "Hourly"
         NON_BILLABLE = "non_billable", "Non-billable"
+        # Billed by its fixed fee's milestones (invoices.FixedFee), not by the hour.
+        FIXED_FEE = "fixed_fee", "Fixed fee"
 
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="projects")
     code = models.CharField(max_length=50, blank=True, help_text="Unique across the firm when set.")

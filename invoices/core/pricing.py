@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
+from typing import Protocol
 
 from invoices.core.derivation import (
     AdjustedEntry,
@@ -50,6 +51,8 @@ class LineKind(StrEnum):
     FIXED_FEE = "fixed_fee"
     EXPENSE = "expense"
     CREDIT = "credit"
+    # Section 13.2: what a retainer pays of the invoice.
+    DRAWDOWN = "drawdown"
 
 
 MANUAL_KINDS = (LineKind.FIXED_FEE, LineKind.EXPENSE, LineKind.CREDIT)
@@ -251,6 +254,14 @@ def _describe(entry: PricedEntry, group_by: GroupBy) -> str:
     return entry.task or entry.category_name
 
 
+class EngagementTerms(Protocol):
+    """Section 13's terms (`invoices.core.engagements.Engagement`), applied at their places."""
+
+    def policy(self, policy: Policy) -> Policy: ...
+    def before_caps(self, lines: list[LineDraft], policy: Policy) -> list[LineDraft]: ...
+    def after_discount(self, lines: list[LineDraft], policy: Policy) -> list[LineDraft]: ...
+
+
 def price_invoice(
     entries: Iterable[PricedEntry],
     *,
@@ -259,9 +270,11 @@ def price_invoice(
     client: int,
     manual: Sequence[ManualCharge] = (),
     taxes: TaxPolicy | None = None,
+    engagement: EngagementTerms | None = None,
 ) -> InvoiceDraft:
     """One invoice's lines and totals from its entries and manual lines, per the billing
     semantics: time lines, then manual lines (10.4), then caps and the discount (section 7)."""
+    policy = engagement.policy(policy) if engagement else policy  # section 13.3
     placed = _Placed()
     for entry in entries:
         _place(entry, placed, policy=policy, rates=rates, client=client)
@@ -269,7 +282,9 @@ def price_invoice(
     lines = [_build_line(group, policy) for group in placed.groups.values()]
     lines.sort(key=lambda line: line.sort_key)
     lines.extend(_manual_line(charge, policy) for charge in manual)
+    lines = engagement.before_caps(lines, policy) if engagement else lines  # 13.1
     lines.extend(_adjustment_lines(lines, policy))
+    lines = engagement.after_discount(lines, policy) if engagement else lines  # 13.2
 
     totals = _Totals.of(lines, policy)
     tax = tax_invoice(lines, taxes=taxes, currency=policy.currency)
@@ -412,7 +427,9 @@ class _Totals:
     @classmethod
     def of(cls, lines: Sequence[LineDraft], policy: Policy) -> _Totals:
         subtotal = sum((ln.amount for ln in lines if ln.kind in SUBTOTAL_KINDS), ZERO)
-        adjustments = sum((ln.amount for ln in lines if ln.kind == LineKind.CAP), ZERO)
+        adjustments = sum(
+            (ln.amount for ln in lines if ln.kind in (LineKind.CAP, LineKind.DRAWDOWN)), ZERO
+        )
         discount = sum((ln.amount for ln in lines if ln.kind == LineKind.DISCOUNT), ZERO)
         total = subtotal + adjustments + discount
         if total < 0:
@@ -425,7 +442,7 @@ class _Totals:
 
 def _flags(lines: Sequence[LineDraft], placed: _Placed, totals: _Totals) -> list[InvoiceFlag]:
     flags = []
-    if totals.adjustments:
+    if any(ln.kind == LineKind.CAP for ln in lines):
         flags.append(InvoiceFlag.CAP_APPLIED)
     if placed.has_billable and totals.total == 0:
         flags.append(InvoiceFlag.ZERO_TOTAL)

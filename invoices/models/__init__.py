@@ -28,6 +28,13 @@ from invoices.models.quickbooks import (
     QuickBooksConnection,
 )
 from invoices.models.utbms import UtbmsCode
+from invoices.models.engagements import (
+    EngagementCap,
+    FixedFee,
+    Milestone,
+    Retainer,
+    RetainerEntry,
+)
 from invoices.models.tax import TaxCode, TaxOverride
 
 # isort: on
@@ -61,6 +68,11 @@ __all__ = [
     "RateMultiplier",
     "TokenUsage",
     "UtbmsCode",
+    "EngagementCap",
+    "FixedFee",
+    "Milestone",
+    "Retainer",
+    "RetainerEntry",
     "TaxCode",
     "TaxOverride",
 ]

@@ -18,6 +18,8 @@ class InvoiceLine(models.Model):
         FIXED_FEE = "fixed_fee", "Fixed fee"
         EXPENSE = "expense", "Expense / disbursement"
         CREDIT = "credit", "Credit"
+        # Section 13.2: what a retainer pays of the invoice (negative).
+        DRAWDOWN = "drawdown", "Retainer drawdown"
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     position = models.PositiveIntegerField()

@@ -1,0 +1,90 @@
+"""What approval and void write for section 13, inside their transaction: the milestones an
+invoice bills, and the retainer's ledger rows (allowance, drawdown, expiry; a void's reversal).
+
+Each write happens at most once: a milestone is claimed only while no approved invoice holds it,
+and the ledger's `retainer_once_per_invoice` constraint allows one row per kind and invoice.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db.models import Q, Sum
+
+from invoices.core.engagements import retainer_ledger_rows
+from invoices.drafting_inputs import retainer_balance
+from invoices.errors import BillingError
+from invoices.models import Invoice, InvoiceLine, InvoiceStatus, Milestone, RetainerEntry
+
+
+class EngagementChanged(BillingError):
+    """What a draft's fixed fee or drawdown was computed from changed since: rebuild it."""
+
+
+def record_on_approval(*, invoice: Invoice, user) -> None:
+    """Claim the invoice's milestones and write its retainer rows; refuse (the caller's
+    transaction rolls back) when another approval got there first."""
+    lines = list(
+        invoice.lines.filter(kind__in=[InvoiceLine.Kind.FIXED_FEE, InvoiceLine.Kind.DRAWDOWN])
+    )
+    milestone_ids = [
+        ln.derivation["fixed_fee"]["milestone"] for ln in lines if "fixed_fee" in ln.derivation
+    ]
+    if milestone_ids:
+        claimed = Milestone.objects.filter(
+            Q(billed_on__isnull=True) | Q(billed_on__status=InvoiceStatus.VOID),
+            pk__in=milestone_ids,
+        ).update(billed_on=invoice)
+        if claimed != len(milestone_ids):
+            raise EngagementChanged(
+                f"a fixed-fee milestone of {invoice.label} was billed on another invoice since "
+                "it was drafted; rebuild it"
+            )
+    for line in lines:
+        if "retainer" in line.derivation:
+            _record_drawdown(invoice, line.derivation["retainer"], user)
+
+
+def _record_drawdown(invoice: Invoice, terms: dict, user) -> None:
+    balance = retainer_balance(client_id=invoice.client_id, end=invoice.period_end)
+    if balance != Decimal(terms["balance"]):
+        raise EngagementChanged(
+            f"the retainer balance of {invoice.client} is {balance}, not the {terms['balance']} "
+            f"{invoice.label} was drafted with; rebuild it"
+        )
+    rows = retainer_ledger_rows(
+        drawn=Decimal(terms["drawn"]),
+        available=Decimal(terms["available"]),
+        monthly_amount=Decimal(terms["monthly_amount"]) if terms["monthly_amount"] else None,
+        rollover=terms["rollover"],
+    )
+    RetainerEntry.objects.bulk_create(
+        RetainerEntry(
+            client_id=invoice.client_id,
+            kind=kind,
+            amount=amount,
+            on_date=invoice.period_end,
+            invoice=invoice,
+            note=f"{invoice.number or invoice.label} approved",
+            made_by=user,
+        )
+        for kind, amount in rows
+    )
+
+
+def reverse_on_void(*, invoice: Invoice, user) -> None:
+    """A void gives back what the invoice drew (one reversal row of the opposite sign); its
+    milestones are unbilled again because their invoice is void."""
+    total = invoice.retainer_entries.exclude(kind=RetainerEntry.Kind.REVERSAL).aggregate(
+        total=Sum("amount")
+    )["total"]
+    if total:
+        RetainerEntry.objects.create(
+            client_id=invoice.client_id,
+            kind=RetainerEntry.Kind.REVERSAL,
+            amount=-total,
+            on_date=invoice.period_end,
+            invoice=invoice,
+            note=f"{invoice.number or invoice.label} voided",
+            made_by=user,
+        )
