@@ -19,8 +19,9 @@ from django.db.models.functions import TruncMonth
 
 from invoices.classification import confidence_threshold
 from invoices.drafting import Period
+from invoices.engagement_alerts import CapUsage, engagement_cap_usage
 from invoices.models import Classification, Flag, Invoice, InvoicePush, InvoiceStatus
-from invoices.realization import realization_by_client
+from invoices.realization import fixed_fee_realization_by_client, realization_by_client
 from invoices.unbilled import UnbilledClient, unbilled_by_client, unbilled_entries
 from timesheets.models import TimeEntry
 
@@ -66,6 +67,8 @@ class ClientRow:
     invoices: list[InvoiceRow] = field(default_factory=list)
     # Billed / standard value of the period's billed time, in percent (section 10.4).
     realization: Decimal | None = None
+    # Section 13.1: fixed fees / the standard value of their time.
+    fixed_fee_realization: Decimal | None = None
 
     @property
     def totals(self) -> dict[str, Decimal]:
@@ -90,6 +93,8 @@ class MonthOverview:
     # Whatever the month: every client's unbilled time, oldest first, and every stale draft.
     unbilled: list[UnbilledRow] = field(default_factory=list)
     stale: list[Invoice] = field(default_factory=list)
+    # Section 13.3: the engagement caps covering the month, with their alert levels.
+    engagement_caps: list[CapUsage] = field(default_factory=list)
 
     @property
     def entries(self) -> int:
@@ -187,6 +192,9 @@ def month_overview(*, period: Period) -> MonthOverview:
     for client_id, percent in realization_by_client(period=period).items():
         if client_id in rows:
             rows[client_id].realization = percent
+    for client_id, percent in fixed_fee_realization_by_client(period=period).items():
+        if client_id in rows:
+            rows[client_id].fixed_fee_realization = percent
     return MonthOverview(
         period=period,
         clients=clients,
@@ -197,6 +205,7 @@ def month_overview(*, period: Period) -> MonthOverview:
             .select_related("client", "project")
             .order_by("period_start", "client__name", "id")
         ),
+        engagement_caps=engagement_cap_usage(period=period),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
+from django.db.models import Q
 from django.db.models.fields.json import KT
 
 from invoices.core.rounding import round_half_up
@@ -44,4 +45,33 @@ def realization_by_client(*, period: Period) -> dict[int, Decimal]:
         client_id: round_half_up(billed[client_id] * 100 / value, PERCENT_PLACES)
         for client_id, value in standard.items()
         if value
+    }
+
+
+def fixed_fee_realization_by_client(*, period: Period) -> dict[int, Decimal]:
+    """Section 13.1: client id -> its fixed fees billed in `period` / the standard value of
+    their projects' time on the same invoices (the no-charge detail lines), in percent. One
+    query; voided invoices are left out."""
+    fees: dict[int, Decimal] = defaultdict(Decimal)
+    standard: dict[int, Decimal] = defaultdict(Decimal)
+    rows = (
+        InvoiceLine.objects.filter(
+            Q(kind=InvoiceLine.Kind.FIXED_FEE, derivation__has_key="fixed_fee")
+            | Q(kind=InvoiceLine.Kind.NO_CHARGE, derivation__has_key="fixed_fee_time"),
+            invoice__period_start=period.start,
+            invoice__period_end=period.end,
+        )
+        .exclude(invoice__status=InvoiceStatus.VOID)
+        .annotate(standard_amount=KT("derivation__fixed_fee_time__standard_amount"))
+        .values_list("invoice__client_id", "kind", "amount", "standard_amount")
+    )
+    for client_id, kind, amount, standard_amount in rows:
+        if kind == InvoiceLine.Kind.FIXED_FEE:
+            fees[client_id] += amount
+        else:
+            standard[client_id] += Decimal(standard_amount)
+    return {
+        client_id: round_half_up(fees[client_id] * 100 / value, PERCENT_PLACES)
+        for client_id, value in standard.items()
+        if value and client_id in fees
     }

@@ -468,3 +468,39 @@ def test_drafting_loads_engagements_in_a_fixed_number_of_queries(setup, django_a
     with django_assert_num_queries(6):
         loaded = load_engagements(client_ids=ids, start=OCTOBER.start, end=OCTOBER.end)
     assert sorted(loaded) == sorted(ids)
+
+
+@pg
+def test_the_overview_reports_fixed_fee_realization_and_engagement_cap_alerts(
+    setup, approver, admin_client
+):
+    from django.urls import reverse
+
+    from invoices.overview import month_overview
+    from invoices.realization import fixed_fee_realization_by_client
+
+    fee = FixedFee.objects.create(project=setup["build"], fee=D("1000.00"))
+    Milestone.objects.create(fixed_fee=fee, name="All", percent=D("100"), due_on=OCTOBER.end)
+    make.entry(setup["build"], setup["ana"], minutes=240)  # standard value 800.00
+    EngagementCap.objects.create(
+        client=setup["client"],
+        project=setup["hourly"],
+        hours=D("10"),
+        starts_on=dt.date(2026, 9, 1),
+        ends_on=dt.date(2027, 2, 28),
+    )
+    make.entry(setup["hourly"], setup["ana"], minutes=300, day=dt.date(2026, 9, 10))
+    approve_invoice(invoice=the_draft(Period.month("2026-09")), user=approver)
+    make.entry(setup["hourly"], setup["ana"], minutes=180)
+    the_draft()
+    # 1000.00 of a standard 800.00.
+    assert fixed_fee_realization_by_client(period=OCTOBER) == {setup["client"].pk: D("125.0")}
+    overview = month_overview(period=OCTOBER)
+    [usage] = overview.engagement_caps
+    # 5 h approved in September + 3 h on October's draft = 8 of 10 h.
+    assert (usage.hours, usage.hours_percent, usage.level) == (D("8.0000"), D("80.0"), 80)
+    assert overview.clients[0].fixed_fee_realization == D("125.0")
+    page = admin_client.get(reverse("admin:invoices_invoice_month") + "?month=2026-10")
+    html = page.content.decode()
+    assert '<tr class="cap-alert-80">' in html and "80 % reached" in html
+    assert "fixed fee 125.0 %" in html
