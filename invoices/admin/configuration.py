@@ -13,7 +13,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 
+from invoices.admin.review_queue import stale_drafts_notice
+from invoices.classification import classify_entries, entries_to_classify
 from invoices.core.classify import NotesPatternRefused, compile_notes_pattern
 from invoices.core.rates import RateRow, find_overlaps
 from invoices.drafting import Period
@@ -101,16 +104,12 @@ class FirmAdmin(admin.ModelAdmin):
             try:
                 if "_save" in request.POST:
                     summary = import_rules(text, prune=prune)
-                    stale = stale_drafts().count()
                     self.message_user(
                         request,
-                        "Rules file saved: "
-                        + "; ".join(summary.lines()[:11])
-                        + (
-                            f". {stale} draft{'' if stale == 1 else 's'} stale: rebuild "
-                            "before approving (the review queue's Rebuild all stale drafts)."
-                            if stale
-                            else "."
+                        format_html(
+                            "Rules file saved: {}{}",
+                            "; ".join(summary.lines()[:11]),
+                            stale_drafts_notice(stale_drafts().count()),
                         ),
                         messages.SUCCESS,
                     )
@@ -190,6 +189,46 @@ class ClassificationRuleAdmin(admin.ModelAdmin):
     list_select_related = ["client", "project", "category"]
     ordering = ["client__name", "priority", "id"]
     change_form_template = "admin/invoices/classificationrule/change_form.html"
+
+    def save_model(self, request, obj, form, change):
+        """Saved, then the entries the rule may change are classified again in the admin's
+        transaction: the drafts they are on are marked stale with it (the classification
+        triggers), and the message says how many and offers to rebuild them all."""
+        clients = {obj.client_id}
+        if change:
+            clients |= set(
+                ClassificationRule.objects.filter(pk=obj.pk).values_list("client_id", flat=True)
+            )
+        super().save_model(request, obj, form, change)
+        self._follow_rules(request, clients)
+
+    def delete_model(self, request, obj):
+        clients = {obj.client_id}
+        super().delete_model(request, obj)
+        self._follow_rules(request, clients)
+
+    def delete_queryset(self, request, queryset):
+        clients = set(queryset.values_list("client_id", flat=True))
+        super().delete_queryset(request, queryset)
+        self._follow_rules(request, clients)
+
+    def _follow_rules(self, request, client_ids: set[int | None]) -> None:
+        # A firm-wide rule (no client) may change any client's entries.
+        scope = None if None in client_ids else sorted(client_ids)
+        summary = classify_entries(entries_to_classify(client_ids=scope))
+        stale = stale_drafts()
+        if scope is not None:
+            stale = stale.filter(client_id__in=scope)
+        self.message_user(
+            request,
+            format_html(
+                "{} entr{} re-checked with the rules as saved{}",
+                summary.entries,
+                "y" if summary.entries == 1 else "ies",
+                stale_drafts_notice(stale.count()),
+            ),
+            messages.SUCCESS,
+        )
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         if request.method == "POST" and "_preview" in request.POST:
@@ -362,6 +401,20 @@ class ClientPolicyAdmin(admin.ModelAdmin):
     ]
     list_select_related = ["client"]
     filter_horizontal = ["non_billable_categories"]
+
+    def save_related(self, request, form, formsets, change):
+        """After the policy and its codes, multipliers and caps are saved (the database
+        marks the client's drafts stale in the same transaction): say so, and offer to
+        rebuild them all."""
+        super().save_related(request, form, formsets, change)
+        client = form.instance.client
+        stale = stale_drafts().filter(client=client).count()
+        if stale:
+            self.message_user(
+                request,
+                format_html("{}'s policy saved{}", client.name, stale_drafts_notice(stale)),
+                messages.WARNING,
+            )
 
     def get_inline_instances(self, request, obj=None):
         # Codes, multipliers and caps belong to the client; edit them beside its policy.

@@ -24,6 +24,8 @@ from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from invoices.classification import classify_entries, entries_to_classify
 from invoices.configuration import load_configuration
@@ -43,6 +45,21 @@ from invoices.rule_preview import preview_rule
 from timesheets.models import Client
 
 HOURS_PLACES = 2
+ALL_PERIODS = "all"  # "Rebuild all stale drafts" of every period
+
+
+def stale_drafts_notice(count: int) -> str:
+    """The end of a message after a change that made drafts stale (a decision, a rule, a
+    client's policy, a rules file): how many, and a link to the month overview's list of
+    stale drafts, whose button rebuilds them all. Safe HTML."""
+    if not count:
+        return "."
+    return format_html(
+        '; {} draft{} stale: rebuild before approving (<a href="{}#stale-drafts">rebuild all</a>).',
+        count,
+        "" if count == 1 else "s",
+        reverse("admin:invoices_invoice_month"),
+    )
 
 
 @dataclass
@@ -390,21 +407,31 @@ class ReviewQueueViews:
         )
 
     def queue_rebuild_view(self, request):
+        """The "Rebuild all stale drafts" button: of the month posted, or of every period with
+        `month=all` (the month overview's button, offered after a rule or policy is saved);
+        back to `next` when it is a page of this site, else to the queue."""
         _require_post(request)
         if not request.user.has_perm("invoices.change_invoice"):
             raise PermissionDenied
         month = request.POST.get("month", "").strip()
+        period: Period | None = None
         try:
-            period = Period.month(month)
+            if month != ALL_PERIODS:
+                period = Period.month(month)
         except ValueError as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return HttpResponseRedirect(reverse("admin:invoices_classification_queue"))
+        back = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(
+            back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            back = self._queue_url(period) if period else self._queue_url(default_period())
         stale = stale_drafts(period=period).count()
         try:
             rebuild_stale_drafts(period=period, user=request.user)
         except DraftingError as exc:
             self.message_user(request, str(exc), messages.ERROR)
-            return HttpResponseRedirect(self._queue_url(period))
+            return HttpResponseRedirect(back)
         left = stale_drafts(period=period).count()
         self.message_user(
             request,
@@ -412,7 +439,7 @@ class ReviewQueueViews:
             + (f"; {left} still stale (changed meanwhile)." if left else "."),
             messages.SUCCESS if not left else messages.WARNING,
         )
-        return HttpResponseRedirect(self._queue_url(period))
+        return HttpResponseRedirect(back)
 
     def queue_rule_view(self, request):
         """ "Make this a rule" from a group: propose a rule (the group's task when all its
@@ -465,12 +492,13 @@ class ReviewQueueViews:
             stale = stale_drafts(period=period).filter(client=client).count()
             self.message_user(
                 request,
-                f"Classification rule #{rule.pk} saved ({rule}); {summary.entries} entries of "
-                f"{client.name} re-checked"
-                + (
-                    f", {stale} draft{'' if stale == 1 else 's'} stale: rebuild all."
-                    if stale
-                    else "."
+                format_html(
+                    "Classification rule #{} saved ({}); {} entries of {} re-checked{}",
+                    rule.pk,
+                    rule,
+                    summary.entries,
+                    client.name,
+                    stale_drafts_notice(stale),
                 ),
                 messages.SUCCESS,
             )
