@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.db import connection, transaction
 from django.db.models import Q, Sum
 
 from invoices.core.engagements import retainer_ledger_rows
 from invoices.drafting_inputs import retainer_balance
 from invoices.errors import BillingError
-from invoices.models import Invoice, InvoiceLine, InvoiceStatus, Milestone, RetainerEntry
+from invoices.models import (
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    Milestone,
+    Retainer,
+    RetainerEntry,
+)
 
 
 class EngagementChanged(BillingError):
@@ -88,3 +96,36 @@ def reverse_on_void(*, invoice: Invoice, user) -> None:
             note=f"{invoice.number or invoice.label} voided",
             made_by=user,
         )
+
+
+class TopUpRefused(BillingError):
+    """A top-up that cannot be recorded; the message says what to change."""
+
+
+def mark_client_drafts_stale(*, client_id: int, reason: str) -> None:
+    """Section 13's terms of a client changed: its drafts are stale until rebuilt (the same
+    database function the configuration triggers use, with its audit event)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT invoices_mark_client_drafts_stale(%s::bigint[], %s)", [[client_id], reason]
+        )
+
+
+def top_up_retainer(*, client, amount: Decimal, on_date, note: str, user) -> RetainerEntry:
+    """Add to a client's prepaid balance (13.2); its drafts are stale (their drawdown was
+    computed from the balance before)."""
+    if amount <= 0:
+        raise TopUpRefused(f"a top-up adds to the balance: {amount} is not positive")
+    if not Retainer.objects.filter(client=client).exists():
+        raise TopUpRefused(f"{client} has no retainer; add one first")
+    with transaction.atomic():
+        entry = RetainerEntry.objects.create(
+            client=client,
+            kind=RetainerEntry.Kind.TOP_UP,
+            amount=amount,
+            on_date=on_date,
+            note=note,
+            made_by=user,
+        )
+        mark_client_drafts_stale(client_id=client.pk, reason="retainer topped up")
+    return entry

@@ -127,7 +127,7 @@ def test_a_fixed_fee_replaces_the_projects_hourly_lines_and_keeps_them_as_no_cha
         "200.00",
         "1250.0",
     )
-    assert fee["arithmetic"] == "25% of 10000.00 = 2500.00 USD"
+    assert draft.lines[2].derivation["arithmetic"] == "25% of 10000.00 = 2500.00 USD"
 
 
 def test_without_show_time_a_fixed_fee_projects_time_is_one_summary_line():
@@ -504,3 +504,45 @@ def test_the_overview_reports_fixed_fee_realization_and_engagement_cap_alerts(
     html = page.content.decode()
     assert '<tr class="cap-alert-80">' in html and "80 % reached" in html
     assert "fixed fee 125.0 %" in html
+
+
+@pg
+def test_admin_tops_up_a_retainer_keeps_the_ledger_read_only_and_shows_the_derivations(
+    setup, admin_client
+):
+    from django.urls import reverse
+
+    Retainer.objects.create(client=setup["client"])
+    make.entry(setup["hourly"], setup["ana"], minutes=60)
+    draft = the_draft()
+    add = reverse("admin:invoices_retainerentry_add")
+    refused = admin_client.post(
+        add, {"client": setup["client"].pk, "amount": "-5", "on_date": "2026-10-01", "note": ""}
+    )
+    assert "is not positive" in refused.content.decode()
+    assert not RetainerEntry.objects.exists()
+    admin_client.post(
+        add,
+        {
+            "client": setup["client"].pk,
+            "amount": "150.00",
+            "on_date": "2026-10-01",
+            "note": "check",
+        },
+    )
+    [top_up] = RetainerEntry.objects.all()
+    assert (top_up.kind, top_up.amount) == ("top_up", D("150.00"))
+    draft.refresh_from_db()
+    assert "stale" in draft.flags  # its drawdown was computed from the balance before
+    change = reverse("admin:invoices_retainerentry_change", args=[top_up.pk])
+    assert admin_client.post(change, {"amount": "1"}).status_code == 403
+    assert RetainerEntry.objects.get().amount == D("150.00")
+    rebuilt = the_draft()
+    assert lines_of(rebuilt)[-1] == ("drawdown", D("-150.00"))
+    page = admin_client.get(reverse("admin:invoices_invoice_change", args=[rebuilt.pk]))
+    html = page.content.decode()
+    assert "Retainer drawdown" in html
+    assert "-min(150.00, 200.00) = -150.00 USD; overage 50.00" in html
+    for name in ("fixedfee", "retainer", "engagementcap", "retainerentry"):
+        assert admin_client.get(reverse(f"admin:invoices_{name}_changelist")).status_code == 200
+    assert admin_client.get(reverse("admin:invoices_fixedfee_add")).status_code == 200

@@ -29,6 +29,7 @@ from django.contrib import admin
 from invoices.admin import (  # noqa: F401 (registers the admins)
     classification,
     configuration,
+    engagements,
     history,
     invoices,
     ledes,

@@ -256,6 +256,7 @@ def _summary_line(detail: list[LineDraft], terms: FixedFeeTerms) -> LineDraft:
             "entries": sum(len(ln.entries) for ln in detail),
             "raw_minutes": str(round_quantity(Fraction(seconds, 60))),
             "lines": len(detail),
+            "note": "time on a fixed-fee project, no charge",
         },
         sort_key=first.sort_key,
     )
@@ -315,8 +316,8 @@ def _fee_lines(
                         "percent": str(milestone.percent) if milestone.percent else None,
                         "amount": str(amount),
                         "standard_value": str(standard),
-                        "arithmetic": f"{share} = {amount} {policy.currency}",
-                    }
+                    },
+                    "arithmetic": f"{share} = {amount} {policy.currency}",
                 },
             )
         )
@@ -330,6 +331,10 @@ def _realization(lines: list[LineDraft], standard: Decimal) -> None:
     for line in lines:
         line.derivation["fixed_fee"]["realization_percent"] = (
             str(percent) if percent is not None else None
+        )
+        line.derivation["note"] = (
+            f"fixed fee, milestone {line.derivation['fixed_fee']['name']}: realization "
+            + (f"{percent} % ({billed} / standard value {standard})" if percent else "-")
         )
 
 
@@ -380,8 +385,9 @@ def drawdown_line(lines: Sequence[LineDraft], terms: RetainerTerms, policy: Poli
                 "drawn": str(drawn),
                 "remaining": str(available - drawn),
                 "overage": str(overage),
-                "arithmetic": f"-min({terms.balance}{monthly}, {owed}) = {-drawn} "
-                f"{policy.currency}; overage {overage}",
-            }
+            },
+            "arithmetic": f"-min({terms.balance}{monthly}, {owed}) = {-drawn} "
+            f"{policy.currency}; overage {overage}",
+            "note": f"retainer: {available - drawn} left of {available}",
         },
     )
