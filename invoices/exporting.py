@@ -80,6 +80,8 @@ def export_period(*, period: Period, include_void: bool = False) -> dict:
                         "amount": str(line.amount),
                         "entries": keys_by_line.get(line.id, []),
                         **_adjustments(line),
+                        **_engagement(line),
+                        **_line_tax(line),
                     }
                     for line in lines_by_invoice[inv.id]
                 ],
@@ -87,12 +89,26 @@ def export_period(*, period: Period, include_void: bool = False) -> dict:
                 "adjustments": str(inv.adjustments),
                 "discount": str(inv.discount),
                 "total": str(inv.total),
+                # Billing semantics 12.5: the tax on top of `total`, and per code and rate.
+                "tax_total": str(inv.tax_total),
+                "total_with_tax": str(inv.total_with_tax),
+                "tax_summary": inv.tax_summary,
                 "flags": list(inv.flags),
                 "pending": pending_by_invoice.get(inv.id, []),
             }
             for inv in invoices
         ],
     }
+
+
+def _engagement(line: InvoiceLine) -> dict:
+    """Section 13, only on the lines it concerns: `fixed_fee` on a fee line (its milestone,
+    the fee, the standard value of the time and the realization), `fixed_fee_time` on a
+    fixed-fee project's no-charge line (its standard amount), `retainer` on a drawdown line
+    (balance, available, drawn, remaining, overage), `engagement_cap` on a cap line an
+    engagement cap lowered."""
+    keys = ("fixed_fee", "fixed_fee_time", "retainer", "engagement_cap")
+    return {key: line.derivation[key] for key in keys if key in line.derivation}
 
 
 def _adjustments(line: InvoiceLine) -> dict:
@@ -114,6 +130,15 @@ def _adjustments(line: InvoiceLine) -> dict:
     if manual is not None:
         extra["manual"] = {"by": manual["by"], "reason": manual["reason"]}
     return extra
+
+
+def _line_tax(line: InvoiceLine) -> dict:
+    """Section 12, only on a line with a tax code: the code, the line's taxable base (after its
+    cap and discount shares) and its tax (null when the firm rounds tax on the invoice)."""
+    if not line.tax_code:
+        return {}
+    amount = None if line.tax_amount is None else str(line.tax_amount)
+    return {"tax": {"code": line.tax_code, "base": str(line.tax_base), "amount": amount}}
 
 
 def safe_cell(value) -> str:

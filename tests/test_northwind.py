@@ -139,3 +139,35 @@ def test_reimporting_the_month_changes_nothing():
     assert out.count("0 created, 0 updated") == 3
     run("draft_invoices", "--period", "2026-10")
     assert json.loads(run("export_invoices", "--period", "2026-10")) == before
+
+
+def test_northwind_eu_client_is_drafted_with_vat():
+    """Lumen GmbH (EUR, 15-minute increments up, lines per category and person, VAT 19%), from
+    its own Harvest export, by hand: every entry is a whole quarter hour, so nothing rounds;
+    the project rate 170.00 prices all of them. Eve's kick-off 3.00 h (discovery) = 510.00,
+    Ben's development 6.50 + 4.25 + 5.75 = 16.50 h = 2,805.00, Eve's sprint review 1.00 h
+    (client meeting) = 170.00; the retro is an internal meeting, not billed and not shown.
+    Subtotal 3,485.00; VAT 19% of 3,485.00 = 662.15; due 4,147.15."""
+    run("import_rules", str(DATA / "rules.yaml"))
+    run("import_entries", str(DATA / "harvest_detailed_time_2026-10_lumen.csv"))
+    run("draft_invoices", "--period", "2026-10")
+    document = json.loads(run("export_invoices", "--period", "2026-10"))
+    [lumen] = document["invoices"]
+    assert (lumen["client"], lumen["currency"], lumen["total"]) == ("Lumen GmbH", "EUR", "3485.00")
+    assert [(ln["description"], ln["amount"]) for ln in lumen["lines"]] == [
+        ("Discovery & research - Eve Santos", "510.00"),
+        ("Development - Ben Okafor", "2805.00"),
+        ("Client meeting - Eve Santos", "170.00"),
+    ]
+    assert (lumen["tax_total"], lumen["total_with_tax"]) == ("662.15", "4147.15")
+    assert lumen["tax_summary"] == [
+        {
+            "code": "VAT 19%",
+            "quickbooks_id": "5",
+            "name": "VAT 19%",
+            "rate": "19.0000",
+            "compound": False,
+            "base": "3485.00",
+            "tax": "662.15",
+        }
+    ]

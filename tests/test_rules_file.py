@@ -171,20 +171,22 @@ def test_import_northwind_creates_the_configuration(northwind_text):
     assert (summary.categories.created, summary.people.created, summary.clients.created) == (
         9,
         8,
-        4,
+        5,
     )
-    assert (summary.projects.created, summary.policies.created) == (5, 4)
-    assert (summary.rules.created, summary.rates.created) == (3, 8)
+    assert (summary.projects.created, summary.policies.created) == (6, 5)
+    # Lumen GmbH (the EU client taxed with VAT) adds its two rules and its project rate.
+    assert (summary.rules.created, summary.rates.created) == (5, 9)
+    assert summary.tax_codes.created == 1
     assert (summary.billing_codes.created, summary.rate_multipliers.created) == (4, 1)
     assert summary.caps.created == 1
     assert Category.objects.count() == 9
     assert Person.objects.count() == 8
-    assert Client.objects.count() == 4
-    assert Project.objects.count() == 5
-    assert ClientPolicy.objects.count() == 4
+    assert Client.objects.count() == 5
+    assert Project.objects.count() == 6
+    assert ClientPolicy.objects.count() == 5
     assert ClassificationRule.objects.filter(client__isnull=True).count() == 3
     assert Rate.objects.filter(client__isnull=True).count() == 6
-    assert Rate.objects.filter(client__isnull=False).count() == 2
+    assert Rate.objects.filter(client__isnull=False).count() == 3
 
     firm = Firm.load()
     assert (firm.name, firm.currency, firm.default_rate) == (
@@ -264,12 +266,12 @@ def test_reimport_is_idempotent_and_keeps_ids(northwind_text):
     for tally in (summary.categories, summary.people, summary.clients, summary.projects):
         assert (tally.created, tally.updated, tally.deleted) == (0, 0, 0)
     assert summary.categories.unchanged == 9
-    assert summary.policies.unchanged == 4
+    assert summary.policies.unchanged == 5
     assert summary.firm == "unchanged"
     # Upserted by natural keys: the same rows, with the same ids.
     for tally in (summary.rules, summary.rates, summary.billing_codes, summary.caps):
         assert (tally.created, tally.updated, tally.deleted) == (0, 0, 0)
-    assert (summary.rules.unchanged, summary.rates.unchanged) == (3, 8)
+    assert (summary.rules.unchanged, summary.rates.unchanged) == (5, 9)
     assert snapshot(ids=True) == before
     assert snapshot(ids=False) == before_by_value
 
@@ -646,7 +648,7 @@ def test_export_is_canonical_yaml_with_quoted_decimals(northwind_text):
     data = yaml.safe_load(text)
 
     assert text.startswith("# Billing configuration")
-    assert list(data) == ["firm", "categories", "rules", "people", "rates", "clients"]
+    assert list(data) == ["firm", "tax_codes", "categories", "rules", "people", "rates", "clients"]
     assert data["firm"] == {
         "name": "Northwind Consulting",
         "currency": "USD",
@@ -739,18 +741,19 @@ def test_import_command_prints_the_summary(northwind_dir):
     assert (err, failure) == ("", None)
     assert out.splitlines() == [
         "firm: updated",
+        "tax codes: 1 created, 0 updated, 0 unchanged, 0 deleted",
         "categories: 9 created, 0 updated, 0 unchanged, 0 deleted",
         "people: 8 created, 0 updated, 0 unchanged, 0 deleted",
-        "clients: 4 created, 0 updated, 0 unchanged, 0 deleted",
-        "projects: 5 created, 0 updated, 0 unchanged, 0 deleted",
-        "client policies: 4 created, 0 updated, 0 unchanged, 0 deleted",
-        "classification rules: 3 created, 0 updated, 0 unchanged, 0 deleted",
-        "rates: 8 created, 0 updated, 0 unchanged, 0 deleted",
+        "clients: 5 created, 0 updated, 0 unchanged, 0 deleted",
+        "projects: 6 created, 0 updated, 0 unchanged, 0 deleted",
+        "client policies: 5 created, 0 updated, 0 unchanged, 0 deleted",
+        "classification rules: 5 created, 0 updated, 0 unchanged, 0 deleted",
+        "rates: 9 created, 0 updated, 0 unchanged, 0 deleted",
         "billing codes: 4 created, 0 updated, 0 unchanged, 0 deleted",
         "rate multipliers: 1 created, 0 updated, 0 unchanged, 0 deleted",
         "caps: 1 created, 0 updated, 0 unchanged, 0 deleted",
     ]
-    assert Client.objects.count() == 4
+    assert Client.objects.count() == 5
 
 
 @pytest.mark.django_db
@@ -760,7 +763,7 @@ def test_import_command_dry_run_saves_nothing(northwind_dir):
     out, _, failure = run_command("import_rules", str(northwind_dir / "rules.yaml"), "--dry-run")
 
     assert failure is None
-    assert "clients: 4 created, 0 updated, 0 unchanged, 0 deleted" in out.splitlines()
+    assert "clients: 5 created, 0 updated, 0 unchanged, 0 deleted" in out.splitlines()
     assert out.splitlines()[-1] == "dry run: the file is valid; nothing was saved"
     assert snapshot(ids=True) == before
 

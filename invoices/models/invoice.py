@@ -1,5 +1,7 @@
 """The invoice: its status, flags, totals and the policy snapshot that priced it."""
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
@@ -119,7 +121,7 @@ class Invoice(models.Model):
         return f"draft #{self.pk}" if self.pk else "new draft"
 
     @property
-    def total_with_tax(self):
+    def total_with_tax(self) -> Decimal:
         """The amount due (billing semantics 12.5)."""
         return self.total + self.tax_total
 

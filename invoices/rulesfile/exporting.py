@@ -34,8 +34,10 @@ from invoices.models import (
     Firm,
     Rate,
     RateMultiplier,
+    TaxCode,
 )
 from invoices.rulesfile.errors import RulesExportError
+from invoices.rulesfile.schema import PER_QUICKBOOKS
 from timesheets.models import Client, Person, Project
 
 
@@ -91,8 +93,11 @@ def build_document() -> dict[str, Any]:
     clients_part = export.clients_part(rules_by_client, rates_by_client)
     if export.problems:
         raise RulesExportError(export.problems)
+    tax_codes = _tax_codes_part()
     return {
         "firm": _firm_part(firm),
+        # Billing semantics 12: only when the firm has tax codes (older files stay as they were).
+        **({"tax_codes": tax_codes} if tax_codes else {}),
         "categories": categories,
         "rules": rules_by_client.get(None, []),
         "people": people_part,
@@ -113,7 +118,26 @@ def _firm_part(firm: Firm) -> dict[str, Any]:
     for name in ("address", "tax_id", "logo_url", "payment_instructions"):
         if getattr(firm, name):
             firm_part[name] = getattr(firm, name)
+    if firm.tax_calculation != "invoice":
+        firm_part["tax_calculation"] = firm.tax_calculation
     return firm_part
+
+
+def _tax_codes_part() -> list[dict[str, Any]]:
+    """The firm's tax codes by name; a per-QuickBooks rate as the words the file reads."""
+    codes = []
+    for code in TaxCode.objects.select_related("applies_after").order_by("name"):
+        item: dict[str, Any] = {
+            "name": code.name,
+            "rate": PER_QUICKBOOKS if code.rate is None else Decimal(f"{code.rate.normalize():f}"),
+            "compound": code.compound,
+        }
+        if code.applies_after is not None:
+            item["applies_after"] = code.applies_after.name
+        if code.quickbooks_id:
+            item["quickbooks_id"] = code.quickbooks_id
+        codes.append(item)
+    return codes
 
 
 def _categories_part() -> list[dict[str, Any]]:
@@ -318,6 +342,8 @@ def _policy_tail(policy: ClientPolicy) -> dict[str, Any]:
         item["requires_utbms"] = True
     if policy.ledes_client_id:
         item["ledes_client_id"] = policy.ledes_client_id
+    if policy.tax_code_id is not None:
+        item["tax_code"] = policy.tax_code.name if policy.tax_code else ""
     return item
 
 

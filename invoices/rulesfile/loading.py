@@ -276,6 +276,7 @@ def reference_problems(raw: dict[str, Any]) -> list[_Problem]:
     check.list_categories(raw)
     check.list_people(raw)
     check.list_clients(raw)
+    check.tax_codes(raw)
     # Then what the file's items name, in the order of the file's sections.
     check.rules(raw, ("rules",), None)
     check.prepare_rate_rows()
@@ -306,6 +307,7 @@ class _ReferenceCheck:
     rate_locs: dict[str, Loc] = field(default_factory=dict)
     project_ids: dict[str, int] = field(default_factory=dict)
     person_ids: dict[str, int] = field(default_factory=dict)
+    tax_code_names: dict[str, Loc] = field(default_factory=dict)
 
     # --- what the file lists ----------------------------------------------------------------
 
@@ -341,6 +343,41 @@ class _ReferenceCheck:
             if pname := _text_field(project, "name"):
                 loc = ("clients", ci, "projects", pj, "name")
                 _unique(self.problems, project_names, pname.casefold(), loc, "project name", pname)
+
+    def tax_codes(self, raw: object) -> None:
+        """Billing semantics 12.1: each code once, and `applies_after` naming another listed
+        code without a loop."""
+        after: dict[str, str] = {}
+        for i, item in _items(raw, "tax_codes"):
+            if name := _text_field(item, "name"):
+                loc = ("tax_codes", i, "name")
+                _unique(self.problems, self.tax_code_names, name, loc, "tax code", name)
+                if earlier := _text_field(item, "applies_after"):
+                    after[name] = earlier
+        for i, item in _items(raw, "tax_codes"):
+            name, earlier = _text_field(item, "name"), _text_field(item, "applies_after")
+            if name and earlier:
+                self.tax_code_chain(name, earlier, after, ("tax_codes", i, "applies_after"))
+
+    def tax_code_chain(self, name: str, earlier: str, after: dict[str, str], loc: Loc) -> None:
+        if earlier not in self.tax_code_names:
+            self.problems.append(_Problem(loc, f"unknown tax code {earlier!r} (not in tax_codes)"))
+            return
+        seen = [name]
+        current: str | None = earlier
+        while current is not None and current not in seen:
+            seen.append(current)
+            current = after.get(current)
+        if current is not None:
+            chain = " -> ".join([*seen, current])
+            self.problems.append(_Problem(loc, f"tax code {name!r} applies after itself ({chain})"))
+
+    def tax_code(self, name: str, loc: Loc) -> None:
+        if name not in self.tax_code_names:
+            listed = ", ".join(sorted(self.tax_code_names)) or "none"
+            self.problems.append(
+                _Problem(loc, f"unknown tax code {name!r} (tax_codes lists: {listed})")
+            )
 
     # --- what the file's items name ---------------------------------------------------------
 
@@ -454,6 +491,8 @@ class _ReferenceCheck:
                     if isinstance(key, str):
                         self.category(key, ("clients", ci, field_name, key))
         self.caps(ci, client)
+        if tax_code := _text_field(client, "tax_code"):
+            self.tax_code(tax_code, ("clients", ci, "tax_code"))
         for r, item in _items(client, "rates"):
             self.rate(item, ("clients", ci, "rates", r), ci)
         self.rules(client, ("clients", ci, "rules"), ci)

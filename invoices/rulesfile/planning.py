@@ -3,12 +3,20 @@ matched by natural key before anything is written (see `invoices.rulesfile.apply
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Q
 
-from invoices.models import BillingCode, Cap, Category, ClassificationRule, Rate, RateMultiplier
+from invoices.models import (
+    BillingCode,
+    Cap,
+    Category,
+    ClassificationRule,
+    Rate,
+    RateMultiplier,
+    TaxCode,
+)
 from invoices.rulesfile import rows
 from invoices.rulesfile.rows import Matched, Refs, Wanted
 from invoices.rulesfile.schema import RulesDocument
@@ -37,6 +45,8 @@ class Plan:
     billing_codes: Matched
     rate_multipliers: Matched
     caps: Matched
+    # Billing semantics 12: the firm's tax codes by name (the file's are written first).
+    tax_codes: dict[str, TaxCode] = field(default_factory=dict)
 
     @classmethod
     def read(cls, document: RulesDocument, *, prune: bool) -> Plan:
@@ -65,6 +75,7 @@ class Plan:
             foreign_codes=foreign,
             prune=prune,
             **_match_rows(document, refs, client_ids),
+            tax_codes={code.name: code for code in TaxCode.objects.all()},
         )
 
 

@@ -191,6 +191,28 @@ Url = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValid
 Reference = Annotated[str, StringConstraints(min_length=1)]
 
 
+# Billing semantics 12: a tax rate in percent, or "per QuickBooks" (its automated sales tax).
+PER_QUICKBOOKS = "per QuickBooks"
+
+
+def _tax_rate(value: object) -> Decimal | None:
+    if isinstance(value, str) and value.strip().casefold() == PER_QUICKBOOKS.casefold():
+        return None
+    rate = _to_decimal(value)
+    exponent = rate.as_tuple().exponent
+    if not Decimal(0) <= rate <= Decimal(100) or (isinstance(exponent, int) and exponent < -4):
+        raise PydanticCustomError(
+            "bad_tax_rate",
+            "must be a percent from 0 to 100 with at most 4 decimals, or 'per QuickBooks'",
+        )
+    return rate
+
+
+TaxRateValue = Annotated[Decimal | None, BeforeValidator(_tax_rate)]
+TaxCodeName = Annotated[str, StringConstraints(min_length=1, max_length=60)]
+QuickBooksId = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -203,6 +225,17 @@ class FirmSpec(_Strict):
     tax_id: TaxId | None = None
     logo_url: Url | None = None
     payment_instructions: PrintedText | None = None
+    tax_calculation: Literal["invoice", "line"] = "invoice"
+
+
+class TaxCodeSpec(_Strict):
+    """A tax code (billing semantics 12.1): its rate, or 'per QuickBooks'."""
+
+    name: TaxCodeName
+    rate: TaxRateValue
+    compound: bool = False
+    applies_after: Reference | None = None
+    quickbooks_id: QuickBooksId | None = None
 
 
 class CategorySpec(_Strict):
@@ -330,6 +363,7 @@ class ClientSpec(_Strict):
     po_number: PoNumber | None = None
     requires_utbms: bool = False
     ledes_client_id: LedesClientId | None = None
+    tax_code: Reference | None = None
     projects: Annotated[list[ProjectSpec], BeforeValidator(_empty_list_if_none)] = []
     rates: Annotated[list[ClientRateSpec], BeforeValidator(_empty_list_if_none)] = []
     rules: Annotated[list[RuleSpec], BeforeValidator(_empty_list_if_none)] = []
@@ -342,6 +376,7 @@ class RulesDocument(_Strict):
     """
 
     firm: FirmSpec
+    tax_codes: Annotated[list[TaxCodeSpec], BeforeValidator(_empty_list_if_none)] = []
     categories: Annotated[list[CategorySpec], BeforeValidator(_empty_list_if_none)] = []
     rules: Annotated[list[RuleSpec], BeforeValidator(_empty_list_if_none)] = []
     people: Annotated[list[PersonSpec], BeforeValidator(_empty_list_if_none)] = []

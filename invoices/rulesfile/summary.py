@@ -33,6 +33,7 @@ class ApplySummary:
     billing_codes: Tally = field(default_factory=Tally)
     rate_multipliers: Tally = field(default_factory=Tally)
     caps: Tally = field(default_factory=Tally)
+    tax_codes: Tally = field(default_factory=Tally)
     # Kept because time entries may point at them, but worth a look.
     people_not_in_file: list[str] = field(default_factory=list)
     clients_not_in_file: list[str] = field(default_factory=list)
@@ -57,6 +58,7 @@ class ApplySummary:
             self.billing_codes,
             self.rate_multipliers,
             self.caps,
+            self.tax_codes,
         )
         return self.firm != "unchanged" or any(t.created or t.updated or t.deleted for t in tallies)
 
@@ -74,6 +76,8 @@ class ApplySummary:
             f"rate multipliers: {self.rate_multipliers}",
             f"caps: {self.caps}",
         ]
+        if self.tax_codes.created or self.tax_codes.updated or self.tax_codes.unchanged:
+            out.insert(1, f"tax codes: {self.tax_codes}")
         for label, names in (
             ("people", self.people_not_in_file),
             ("clients", self.clients_not_in_file),

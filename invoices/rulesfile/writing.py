@@ -18,6 +18,7 @@ from invoices.models import (
     Firm,
     Rate,
     RateMultiplier,
+    TaxCode,
 )
 from invoices.rulesfile import rows
 from invoices.rulesfile.planning import Plan
@@ -31,6 +32,7 @@ def write(plan: Plan, firm: Firm) -> ApplySummary:
     """Apply the plan, section by section of the file, and say what changed."""
     summary = ApplySummary()
     _write_firm(plan, firm, summary)
+    _write_tax_codes(plan, summary)
     _write_categories(plan, summary)
     _write_people(plan, summary)
     clients = _write_clients(plan, summary)
@@ -54,12 +56,37 @@ def _write_firm(plan: Plan, firm: Firm, summary: ApplySummary) -> None:
         "tax_id": doc.firm.tax_id or "",
         "logo_url": doc.firm.logo_url or "",
         "payment_instructions": doc.firm.payment_instructions or "",
+        "tax_calculation": doc.firm.tax_calculation,
     }
     if _differs(firm, firm_values):
         for name, value in firm_values.items():
             setattr(firm, name, value)
         firm.save(update_fields=list(firm_values))
         summary.firm = "updated"
+
+
+def _write_tax_codes(plan: Plan, summary: ApplySummary) -> None:
+    """Billing semantics 12.1: the file's codes, created or updated by name; a code the file
+    does not list is kept (lines and policies may name it). `applies_after` is set once every
+    code exists, so a code may name one listed after it."""
+    for spec in plan.document.tax_codes:
+        values: dict[str, object] = {
+            "rate": spec.rate,
+            "compound": spec.compound,
+            "quickbooks_id": spec.quickbooks_id or "",
+        }
+        existing = plan.tax_codes.get(spec.name)
+        if existing is None:
+            plan.tax_codes[spec.name] = TaxCode.objects.create(name=spec.name, **values)
+            summary.tax_codes.created += 1
+        else:
+            _save(existing, values, summary.tax_codes)
+    for spec in plan.document.tax_codes:
+        code = plan.tax_codes[spec.name]
+        earlier = plan.tax_codes[spec.applies_after] if spec.applies_after else None
+        if code.applies_after_id != (earlier.pk if earlier else None):
+            code.applies_after = earlier
+            code.save(update_fields=["applies_after"])
 
 
 def _write_categories(plan: Plan, summary: ApplySummary) -> None:
@@ -179,6 +206,7 @@ def _write_policy(plan: Plan, client: Client, spec: ClientSpec, summary: ApplySu
         "po_number": spec.po_number or "",
         "requires_utbms": spec.requires_utbms,
         "ledes_client_id": spec.ledes_client_id or "",
+        "tax_code": plan.tax_codes[spec.tax_code] if spec.tax_code else None,
     }
     non_billable = [plan.categories[key] for key in dict.fromkeys(spec.non_billable_categories)]
     policy = ClientPolicy.objects.filter(client=client).first()
