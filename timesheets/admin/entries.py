@@ -1,21 +1,27 @@
 """Time entries and import batches, with the "Import CSV" upload page."""
 
+from functools import partial
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+from django_q.tasks import async_task
 
 from timesheets.admin.common import NOTES_PREVIEW_CHARS, _ReadOnlyAdmin, format_hours_minutes
-from timesheets.importing import ImportRejected, check_file_size, import_file
+from timesheets.importing import ImportRejected, check_file_size, jobs
+from timesheets.importing.creating import ReviewNeeded
 from timesheets.importing.jobs import background_bytes, job_errors
+from timesheets.importing.service import import_or_review
 from timesheets.models import (
     ImportBatch,
     ImportJob,
@@ -179,7 +185,12 @@ class ImportBatchAdmin(_ReadOnlyAdmin):
             self.admin_site.admin_view(self.import_job_view),
             name=f"{info}_import_job",
         )
-        return [import_csv, import_job, *super().get_urls()]
+        review = path(
+            "import-csv/job/<int:job_id>/review/",
+            self.admin_site.admin_view(require_POST(self.import_review_view)),
+            name=f"{info}_import_review",
+        )
+        return [import_csv, import_job, review, *super().get_urls()]
 
     def _url(self, view: str, *args: Any) -> str:
         name = f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_{view}"
@@ -207,6 +218,7 @@ class ImportBatchAdmin(_ReadOnlyAdmin):
                 date_order = form.cleaned_data["date_order"] or None
                 internal_time = form.cleaned_data["internal_time"] or None
                 queued: list[ImportJob] = []
+                held: list[ImportJob] = []
                 for upload in form.cleaned_data["files"]:
                     name = upload.name or "upload.csv"
                     try:
@@ -224,13 +236,15 @@ class ImportBatchAdmin(_ReadOnlyAdmin):
                                 )
                             )
                             continue
-                        result = import_file(
+                        result = import_or_review(
                             name=name,
                             stream=upload.file,
                             user=request.user,
                             date_order=date_order,
                             internal_time=internal_time,
                         )
+                    except ReviewNeeded as needed:
+                        held.append(self._hold(upload, request, needed, date_order, internal_time))
                     except ImportRejected as rejection:
                         rejections.append(rejection)
                     else:
@@ -250,9 +264,20 @@ class ImportBatchAdmin(_ReadOnlyAdmin):
                         ),
                         messages.INFO,
                     )
+                for job in held:
+                    self.message_user(
+                        request,
+                        format_html(
+                            "{}: names clients, projects or people the firm does not know; "
+                            '<a href="{}">review them, then create them and import</a>',
+                            job.filename,
+                            self._url("import_job", job.pk),
+                        ),
+                        messages.WARNING,
+                    )
                 if not rejections:
-                    if len(queued) == 1:
-                        return redirect(self._url("import_job", queued[0].pk))
+                    if len(queued) + len(held) == 1:
+                        return redirect(self._url("import_job", (queued + held)[0].pk))
                     return redirect(self._url("changelist"))
         else:
             form = ImportCsvForm()
@@ -265,6 +290,52 @@ class ImportBatchAdmin(_ReadOnlyAdmin):
             "has_view_permission": self.has_view_permission(request),
         }
         return TemplateResponse(request, "admin/timesheets/importbatch/import_csv.html", context)
+
+    @staticmethod
+    def _hold(
+        upload: UploadedFile,
+        request: HttpRequest,
+        needed: ReviewNeeded,
+        date_order: str | None,
+        internal_time: str | None,
+    ) -> ImportJob:
+        """Keep an upload that would create records, as a job waiting for review."""
+        user = request.user if request.user.is_authenticated else None
+        job = jobs.store_upload(
+            upload=upload, user=user, date_order=date_order, internal_time=internal_time
+        )
+        jobs.hold_for_review(job, needed.created)
+        return job
+
+    def import_review_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
+        """The review page's buttons: "Create and import" imports the file again with the
+        listed records approved (in the request when it is small, else in the background);
+        "Cancel" drops the file, having created nothing."""
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        if "cancel" in request.POST:
+            if jobs.cancel_review(job_id=job_id):
+                self.message_user(request, "Cancelled: nothing was created or imported.")
+            return redirect(self._url("import_csv"))
+        job = jobs.confirm_review(job_id=job_id)
+        if job is None:
+            self.message_user(request, "This file no longer waits for review.", messages.WARNING)
+            return redirect(self._url("import_job", job_id))
+        if job.size > background_bytes():
+            transaction.on_commit(
+                partial(
+                    async_task,
+                    "timesheets.tasks.import_job_task",
+                    job.pk,
+                    q_options={"group": f"import-{job.pk}"},
+                )
+            )
+            return redirect(self._url("import_job", job.pk))
+        done = jobs.run_import_job(job_id=job.pk)
+        if done is not None and done.status == ImportJob.Status.SUCCEEDED:
+            self.message_user(request, f"{done.filename}: {done.summary}", messages.SUCCESS)
+            return redirect(self._url("changelist"))
+        return redirect(self._url("import_job", job.pk))
 
     def import_job_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
         """A background import's progress (the page reloads itself until the job is done),
@@ -280,6 +351,8 @@ class ImportBatchAdmin(_ReadOnlyAdmin):
             "job": job,
             "percent": percent,
             "errors": job_errors(job),
+            "review": jobs.job_review(job) if jobs.awaits_review(job) else None,
+            "review_url": self._url("import_review", job.pk),
             "import_csv_url": self._url("import_csv"),
             "has_view_permission": self.has_view_permission(request),
         }

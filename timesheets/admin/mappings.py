@@ -3,11 +3,15 @@
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from timesheets.admin.common import NOTES_PREVIEW_CHARS, _ReadOnlyAdmin, format_hours_minutes
 from timesheets.admin.trackers import _enqueue_sync
+from timesheets.importing.creating import TrackerOnboarding, create_for_tracker, rolled_back
 from timesheets.models import (
     ExternalPerson,
     ExternalProject,
@@ -40,7 +44,7 @@ class _MappingAdmin(admin.ModelAdmin):
 
     target = "person"
     list_select_related = ("connection",)
-    actions = None
+    actions = ["create_for_selected"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         # Annotated before ordering: the ordering uses the count.
@@ -58,6 +62,50 @@ class _MappingAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # the sync creates them as it meets them
+
+    def _onboard(self, queryset: QuerySet[Any]) -> TrackerOnboarding:
+        unmapped = list(queryset.filter(**{f"{self.target}__isnull": True}))
+        if self.target == "person":
+            return create_for_tracker(people=unmapped, projects=[])
+        return create_for_tracker(people=[], projects=unmapped)
+
+    @admin.action(description="Create the firm's records for the selected, and import")
+    def create_for_selected(
+        self, request: HttpRequest, queryset: QuerySet[Any]
+    ) -> HttpResponse | None:
+        """Onboarding from a sync (issue 11 item 4): the selected unmapped users or projects
+        get a person, or a project (and its client), created with the defaults, listed for
+        review first; confirming creates them (the same service as the file import's
+        create-missing), maps them and syncs their connections, which imports the waiting
+        entries."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        if request.POST.get("post") != "yes":
+            # The review: the same creation, run and rolled back, so the list is exact.
+            preview = rolled_back(lambda: self._onboard(queryset))
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Create and import: review what is new to the firm",
+                "preview": preview,
+                "queryset": queryset,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "action": "create_for_selected",
+            }
+            return TemplateResponse(request, "admin/timesheets/onboarding_review.html", context)
+        done = self._onboard(queryset)
+        for connection_id in set(queryset.values_list("connection_id", flat=True)):
+            _enqueue_sync(connection_id, SyncRun.Trigger.MAPPING)
+        created = done.created.summary() or "created nothing new"
+        self.message_user(
+            request,
+            f"{created[0].upper()}{created[1:]}; {done.mapped} mapped, their waiting entries "
+            "are synced now.",
+            messages.SUCCESS,
+        )
+        for reason in done.not_created:
+            self.message_user(request, f"Not mapped: {reason}", messages.WARNING)
+        return None
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if self.target in form.changed_data:

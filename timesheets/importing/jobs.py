@@ -19,6 +19,13 @@ worker is killed:
   own, in autocommit, so the admin sees it while the import's transaction is still open. The
   import's transaction never writes the job row before its end (the claim committed before
   it began), so these writes never wait on it, and it never waits on them.
+
+A file that names clients, projects or people the firm does not know is not imported
+straight away: its import is rolled back and the job waits for review, its file kept, with
+what the import would create (`hold_for_review`; kept in the job's `errors` as one
+{"review": ...} item, the job marked failed so that no delivery runs it). Confirming
+(`confirm_review`) queues it again with that list approved: the import then creates what was
+listed, and a file that would create anything more waits for review again.
 """
 
 import io
@@ -32,8 +39,9 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
+from timesheets.importing.creating import Created, ReviewNeeded
 from timesheets.importing.errors import ImportRejected, RowError
-from timesheets.importing.service import clean_filename, import_file
+from timesheets.importing.service import clean_filename, import_or_review
 from timesheets.models import ImportJob, ImportJobChunk
 
 logger = logging.getLogger(__name__)
@@ -188,16 +196,67 @@ def _error_dict(error: RowError) -> dict[str, Any]:
 
 def job_errors(job: ImportJob) -> list[RowError]:
     """A failed job's errors, as the upload page lists a refusal's."""
-    return [RowError(**error) for error in job.errors]
+    return [RowError(**error) for error in job.errors if "review" not in error]
 
 
-def _finish(job: ImportJob, **values: Any) -> None:
-    """The job's final state, and its stored file deleted (the batch keeps its SHA-256)."""
+REVIEW_SUMMARY = "waiting for review: the file names clients, projects or people to create"
+
+
+def job_review(job: ImportJob) -> Created | None:
+    """What the job's file creates, as listed for review (and, once confirmed, approved)."""
+    for item in job.errors:
+        if "review" in item:
+            return Created.from_json(item["review"])
+    return None
+
+
+def awaits_review(job: ImportJob) -> bool:
+    """Whether the job holds its file for someone to confirm what it creates."""
+    return job.status == ImportJob.Status.FAILED and job_review(job) is not None
+
+
+def hold_for_review(job: ImportJob, created: Created) -> None:
+    """The job waits for review of `created`, its file kept (module docstring)."""
+    _finish(
+        job,
+        keep_file=True,
+        status=ImportJob.Status.FAILED,
+        errors=[{"review": created.as_json()}],
+        summary=REVIEW_SUMMARY,
+    )
+
+
+def confirm_review(*, job_id: int) -> ImportJob | None:
+    """Queue a job waiting for review again, what it listed approved; None if it no longer
+    waits (confirmed twice, or cancelled). The caller runs or enqueues its import."""
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or not awaits_review(job):
+            return None
+        job.status, job.finished_at, job.summary = ImportJob.Status.QUEUED, None, ""
+        job.save(update_fields=["status", "finished_at", "summary"])
+    return job
+
+
+def cancel_review(*, job_id: int) -> bool:
+    """Drop a job waiting for review, and its stored file: nothing was created or imported."""
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or not awaits_review(job):
+            return False
+        job.delete()
+    return True
+
+
+def _finish(job: ImportJob, *, keep_file: bool = False, **values: Any) -> None:
+    """The job's final state, and its stored file deleted (the batch keeps its SHA-256)
+    unless it waits for review."""
     for name, value in values.items():
         setattr(job, name, value)
     job.finished_at = timezone.now()
     job.save(update_fields=[*values, "finished_at"])
-    ImportJobChunk.objects.filter(job=job).delete()
+    if not keep_file:
+        ImportJobChunk.objects.filter(job=job).delete()
 
 
 def run_import_job(*, job_id: int) -> ImportJob | None:
@@ -211,14 +270,18 @@ def run_import_job(*, job_id: int) -> ImportJob | None:
         with transaction.atomic():
             try:
                 with io.BufferedReader(StoredUpload(job), buffer_size=BLOCK_BYTES) as stream:
-                    result = import_file(
+                    result = import_or_review(
                         name=job.filename,
                         stream=stream,
                         user=job.created_by,
                         date_order=job.date_order or None,  # type: ignore[arg-type]
                         internal_time=job.internal_time or None,
                         progress=progress,
+                        # Nothing is created that nobody reviewed (module docstring).
+                        approved=job_review(job),
                     )
+            except ReviewNeeded as needed:
+                hold_for_review(job, needed.created)
             except ImportRejected as rejected:
                 # import_file's own transaction (a savepoint here) rolled back: nothing stored.
                 _finish(

@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from timesheets.importing.bulk_updates import update_by_pk
-from timesheets.importing.creating import Created
+from timesheets.importing.creating import Created, ReviewNeeded
 from timesheets.importing.errors import ImportRejected, RowError
 from timesheets.importing.internal import INTERNAL_TIME_CHOICES, internal_client_name
 from timesheets.importing.keys import Identity, content_hash
@@ -433,6 +433,7 @@ def import_file(
     internal_time: str | None = None,
     progress: Progress | None = None,
     create_missing: bool = False,
+    approved: Created | None = None,
 ) -> ImportResult:
     """Import one Harvest, Clockify or Toggl Track export, CSV or XLSX, given as `content` or
     as a seekable binary `stream` (an upload, an open file): a stream is read in chunks, never
@@ -445,8 +446,11 @@ def import_file(
     `progress(rows_read, rows)` is called as chunks are stored (inside the import's
     transaction: what it writes must go through another connection to be seen before the
     commit). With `create_missing`, the people, clients and projects the file names and the
-    firm lacks are created from it (`creating`) rather than refused. Raises ImportRejected,
-    with every problem of the file, when anything is wrong; then nothing is stored.
+    firm lacks are created from it (`creating`) rather than refused; with `approved` too, only
+    those it lists may be: a file that would create anything else is rolled back and
+    ReviewNeeded raised with what it would create (the admin's review, then `approved` is that
+    list). Raises ImportRejected, with every problem of the file, when anything is wrong; then
+    nothing is stored.
     """
     if date_order is not None and date_order not in DATE_ORDERS:
         raise ValueError(f"date_order must be one of {DATE_ORDERS}, not {date_order!r}")
@@ -473,7 +477,8 @@ def import_file(
             filename=filename,
             user=user,
             progress=progress,
-            create_missing=create_missing,
+            create_missing=create_missing or approved is not None,
+            approved=approved,
         )
     except ImportRejected as rejected:
         raise ImportRejected(rejected.errors, name=filename) from None
@@ -489,6 +494,7 @@ def _store(
     user: User | None,
     progress: Progress | None,
     create_missing: bool,
+    approved: Created | None = None,
 ) -> ImportResult:
     """The file's entries, in one transaction under the import lock, chunk by chunk."""
     source = surveyed.layout.format.source
@@ -506,6 +512,8 @@ def _store(
             progress=progress,
             create_missing=create_missing,
         ).run()
+        if approved is not None and stored.created and not stored.created.within(approved):
+            raise ReviewNeeded(stored.created)  # rolls the import back: nothing is kept
         batch.rows = stored.rows
         batch.created = len(stored.created_ids)
         batch.updated = len(stored.updated_ids)
@@ -534,3 +542,22 @@ def _store(
         skipped=stored.skipped,
         created_records=stored.created,
     )
+
+
+def import_or_review(*, approved: Created | None = None, **options: Any) -> ImportResult:
+    """`import_file` for the admin, which creates nothing nobody has reviewed: a file whose
+    names the firm knows imports as it always did; one that fails only for names the firm does
+    not know raises ReviewNeeded with what it would create (nothing kept); once that list is
+    `approved`, the file imports creating it. A file refused for other reasons is refused with
+    the errors of the import without creation (naming the unknown names too, with their hints).
+    `options` are import_file's."""
+    if approved is not None:
+        return import_file(**options, approved=approved)
+    try:
+        return import_file(**options)
+    except ImportRejected as refused:
+        try:
+            # The same file again, creating what it names: rolled back with ReviewNeeded.
+            return import_file(**options, approved=Created())
+        except ImportRejected:
+            raise refused from None
