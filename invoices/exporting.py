@@ -81,6 +81,7 @@ def export_period(*, period: Period, include_void: bool = False) -> dict:
                         "entries": keys_by_line.get(line.id, []),
                         **_adjustments(line),
                         **_engagement(line),
+                        **_line_tax(line),
                     }
                     for line in lines_by_invoice[inv.id]
                 ],
@@ -88,6 +89,10 @@ def export_period(*, period: Period, include_void: bool = False) -> dict:
                 "adjustments": str(inv.adjustments),
                 "discount": str(inv.discount),
                 "total": str(inv.total),
+                # Billing semantics 12.5: the tax on top of `total`, and per code and rate.
+                "tax_total": str(inv.tax_total),
+                "total_with_tax": str(inv.total_with_tax),
+                "tax_summary": inv.tax_summary,
                 "flags": list(inv.flags),
                 "pending": pending_by_invoice.get(inv.id, []),
             }
@@ -125,6 +130,15 @@ def _adjustments(line: InvoiceLine) -> dict:
     if manual is not None:
         extra["manual"] = {"by": manual["by"], "reason": manual["reason"]}
     return extra
+
+
+def _line_tax(line: InvoiceLine) -> dict:
+    """Section 12, only on a line with a tax code: the code, the line's taxable base (after its
+    cap and discount shares) and its tax (null when the firm rounds tax on the invoice)."""
+    if not line.tax_code:
+        return {}
+    amount = None if line.tax_amount is None else str(line.tax_amount)
+    return {"tax": {"code": line.tax_code, "base": str(line.tax_base), "amount": amount}}
 
 
 def safe_cell(value) -> str:
