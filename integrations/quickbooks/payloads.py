@@ -69,6 +69,9 @@ class InvoiceLineInput:
     unit_price: Decimal
     amount: Decimal
     service_date: dt.date | None = None
+    # The line's SalesItemLineDetail.TaxCodeRef: a TaxCode Id (VAT/GST companies) or the US
+    # pseudo codes "TAX"/"NON"; empty sends none (an untaxed invoice, as before taxes).
+    tax_code_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ class InvoiceInput:
     currency: str
     lines: tuple[InvoiceLineInput, ...]
     private_note: str
+    # TxnTaxDetail.TotalTax (python-quickbooks `objects/tax.py` TxnTaxDetail: TotalTax,
+    # TxnTaxCodeRef, TaxLine); None sends no TxnTaxDetail.
+    total_tax: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,8 @@ class RemoteInvoice:
     balance: Decimal
     email_status: str
     private_note: str
+    # TxnTaxDetail.TotalTax as QuickBooks computed it (None when it sent none).
+    total_tax: Decimal | None = None
 
     @property
     def status(self) -> str:
@@ -127,10 +135,16 @@ def invoice_body(invoice: InvoiceInput) -> dict[str, Any]:
                     "Qty": line.quantity,
                     "UnitPrice": line.unit_price,
                     **({"ServiceDate": line.service_date.isoformat()} if line.service_date else {}),
+                    **({"TaxCodeRef": {"value": line.tax_code_id}} if line.tax_code_id else {}),
                 },
             }
             for line in invoice.lines
         ],
+        **(
+            {"TxnTaxDetail": {"TotalTax": invoice.total_tax}}
+            if invoice.total_tax is not None
+            else {}
+        ),
     }
 
 
@@ -160,4 +174,12 @@ def invoice_from_row(row: dict[str, Any]) -> RemoteInvoice:
         balance=_decimal(row.get("Balance", 0)),
         email_status=str(row.get("EmailStatus", "")),
         private_note=str(row.get("PrivateNote", "")),
+        total_tax=_total_tax(row),
     )
+
+
+def _total_tax(row: dict[str, Any]) -> Decimal | None:
+    detail = row.get("TxnTaxDetail")
+    if not isinstance(detail, dict) or "TotalTax" not in detail:
+        return None
+    return _decimal(detail["TotalTax"])

@@ -25,7 +25,7 @@ from invoices.models import (
 )
 from invoices.quickbooks.connection import access_token, api_for, require_connected
 from invoices.quickbooks.errors import NotConnected, PushBusy, PushRefused
-from invoices.quickbooks.invoice_payload import invoice_input
+from invoices.quickbooks.invoice_payload import invoice_input, total_mismatch
 
 # The package's logger: records are named invoices.quickbooks whichever module logs them.
 logger = logging.getLogger(__package__)
@@ -242,14 +242,13 @@ def _record(
             "total": str(invoice.total),
             "reconciled": reconciled,
         }
-        if remote.total_amount != invoice.total:
-            difference = remote.total_amount - invoice.total
+        # Billing semantics 12.6: ours with tax, and QuickBooks' tax beside ours.
+        detail["qbo_tax"] = None if remote.total_tax is None else str(remote.total_tax)
+        detail["tax_total"] = str(invoice.tax_total)
+        mismatch = total_mismatch(invoice=invoice, remote=remote)
+        if mismatch:
             row.status = InvoicePush.Status.MISMATCH
-            row.last_error = (
-                f"QuickBooks' total is {remote.total_amount} {invoice.currency}, ours is "
-                f"{invoice.total} ({difference:+} {invoice.currency}): check tax and line "
-                f"settings of QuickBooks invoice {remote.doc_number} before sending it"
-            )
+            row.last_error = mismatch
             if Flag.QBO_MISMATCH not in invoice.flags:
                 invoice.flags = [*invoice.flags, Flag.QBO_MISMATCH]
                 invoice.save(update_fields=["flags"])

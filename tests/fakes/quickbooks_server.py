@@ -87,6 +87,11 @@ class Switches:
     max_concurrent: int = 10  # per realm, then 429
     latency_seconds: float = 0.0  # every API request takes this long
     tax_percent: Decimal = Decimal(0)  # automated sales tax added to TotalAmt
+    # Non-US mode (VAT/GST; Intuit, "Manage sales tax for non-US locales"): every line must
+    # carry a TaxCodeRef naming one of these TaxCode Ids (-> percent), and TxnTaxDetail is
+    # computed from them, per code on the code's summed line amounts, half up to the cent. The
+    # fault for a missing or unknown code and the per-code rounding are guesses [G].
+    non_us_tax_rates: dict[str, Decimal] | None = None
     rotate_refresh_tokens: bool = True
     unique_doc_numbers: bool = False  # the company preference "warn on duplicate numbers"
 
@@ -498,6 +503,7 @@ class FakeQuickBooks:
         if not lines_in:
             raise Fault(400, "2020", "Required param missing", "Required parameter Line")
         lines, subtotal = [], Decimal(0)
+        by_code: dict[str, Decimal] = {}
         for number, line in enumerate(lines_in, start=1):
             amount = _amount(line.get("Amount"), "Amount")
             detail = line.get("SalesItemLineDetail") or {}
@@ -515,6 +521,8 @@ class FakeQuickBooks:
                         element="Line",
                     )
             subtotal += amount
+            tax_code = self._line_tax_code(detail, number)
+            by_code[tax_code] = by_code.get(tax_code, Decimal(0)) + amount
             lines.append(
                 {
                     **line,
@@ -523,14 +531,20 @@ class FakeQuickBooks:
                     "SalesItemLineDetail": {
                         **detail,
                         "ItemRef": {"value": item["Id"], "name": item["Name"]},
-                        "TaxCodeRef": {"value": "NON"},
+                        "TaxCodeRef": {"value": tax_code},
                     },
                 }
             )
         lines.append(
             {"Amount": subtotal, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}
         )
-        tax = (subtotal * self.switches.tax_percent / 100).quantize(CENT, ROUND_HALF_UP)
+        tax = self._total_tax(
+            subtotal,
+            by_code,
+            sent_codes=any(
+                "TaxCodeRef" in (ln.get("SalesItemLineDetail") or {}) for ln in lines_in
+            ),
+        )
         total = subtotal + tax
         iid = self._next_id()
         stamp = dt.datetime.now(dt.UTC).isoformat()
@@ -555,6 +569,49 @@ class FakeQuickBooks:
         }
         self.invoices[iid] = invoice
         return invoice
+
+    def _line_tax_code(self, detail: dict[str, Any], number: int) -> str:
+        """The line's TaxCodeRef: required in non-US mode and one of its codes; in US mode
+        TAX or NON, NON when absent."""
+        value = str((detail.get("TaxCodeRef") or {}).get("value") or "")
+        rates = self.switches.non_us_tax_rates
+        if rates is None:
+            return value if value in ("TAX", "NON") else "NON"
+        if not value:
+            raise Fault(
+                400,
+                "6000",
+                "A business validation error has occurred while processing your request",
+                f"Make sure all your transactions have a tax code. Line {number} has none.",
+                element="TaxCodeRef",
+            )
+        if value not in rates:
+            raise Fault(
+                400,
+                "2500",
+                "Invalid Reference Id",
+                f"Invalid Reference Id : TaxCode {value} does not exist",
+                element="TaxCodeRef",
+            )
+        return value
+
+    def _total_tax(
+        self, subtotal: Decimal, by_code: dict[str, Decimal], *, sent_codes: bool
+    ) -> Decimal:
+        """TxnTaxDetail.TotalTax: non-US, per code from its rate; US automated sales tax at
+        `tax_percent` on the TAX lines (on every line when the request sent no TaxCodeRef, as
+        this fake did before taxes)."""
+        rates = self.switches.non_us_tax_rates
+        if rates is not None:
+            return sum(
+                (
+                    (base * rates[code] / 100).quantize(CENT, ROUND_HALF_UP)
+                    for code, base in by_code.items()
+                ),
+                Decimal(0),
+            )
+        base = by_code.get("TAX", Decimal(0)) if sent_codes else subtotal
+        return (base * self.switches.tax_percent / 100).quantize(CENT, ROUND_HALF_UP)
 
     def read(self, entity: str, entity_id: str) -> dict[str, Any]:
         if entity.lower() == "companyinfo" and entity_id == self.realm_id:
