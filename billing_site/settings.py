@@ -309,6 +309,13 @@ CLOCKIFY_BASE_URL = env("CLOCKIFY_BASE_URL", default="https://api.clockify.me/ap
 CLOCKIFY_REPORTS_URL = env("CLOCKIFY_REPORTS_URL", default="https://reports.api.clockify.me/v1")
 TOGGL_BASE_URL = env("TOGGL_BASE_URL", default="https://api.track.toggl.com/api/v9")
 TOGGL_REPORTS_URL = env("TOGGL_REPORTS_URL", default="https://api.track.toggl.com/reports/api/v3")
+# Toggl's requests are paced under its published quotas (api-notes 3.4): TOGGL_PLAN free (30
+# workspace requests an hour), starter (240) or premium (600), user-scoped /me requests 30 an
+# hour on every plan; TOGGL_REQUESTS_PER_HOUR (0: the plan's) replaces both hourly figures for
+# another plan or a test server; TOGGL_REQUESTS_PER_SECOND is the burst limit (about 1).
+TOGGL_PLAN = env("TOGGL_PLAN", default="free")
+TOGGL_REQUESTS_PER_HOUR = env.int("TOGGL_REQUESTS_PER_HOUR", default=0)
+TOGGL_REQUESTS_PER_SECOND = env.int("TOGGL_REQUESTS_PER_SECOND", default=1)
 TRACKER_CONNECT_TIMEOUT_SECONDS = env.int("TRACKER_CONNECT_TIMEOUT_SECONDS", default=5)
 TRACKER_READ_TIMEOUT_SECONDS = env.int("TRACKER_READ_TIMEOUT_SECONDS", default=60)
 # Transient failures (5xx, timeouts, resets) are retried this many times with exponential

@@ -10,10 +10,24 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from integrations.errors import IntegrationError
+
+
+class BudgetExhausted(IntegrationError):
+    """The next request would have to wait longer than the caller may (`wait_seconds`); it was
+    not counted. Each adapter turns it into its own rate-limit error."""
+
+    retryable = True
+
+    def __init__(self, wait_seconds: float) -> None:
+        super().__init__(f"the request budget frees a request in {wait_seconds:.0f} s")
+        self.wait_seconds = wait_seconds
+
 
 class SlidingWindowBudget:
     """At most `limit` requests in any `window_seconds`. `acquire()` waits (through `sleep`)
-    until the request may go, and returns how long it waited."""
+    until the request may go, and returns how long it waited; with `max_wait`, a request that
+    would wait longer is refused (BudgetExhausted) instead, and not counted."""
 
     def __init__(
         self,
@@ -33,13 +47,15 @@ class SlidingWindowBudget:
         # When each of the last `limit` requests was (or will be) sent, oldest first.
         self._sent: deque[float] = deque(maxlen=limit)
 
-    def acquire(self) -> float:
+    def acquire(self, *, max_wait: float | None = None) -> float:
         with self._lock:
             now = self._clock()
             start = now
             if len(self._sent) == self.limit:
                 # The request `limit` places back must have left the window first.
                 start = max(now, self._sent[0] + self.window_seconds)
+            if max_wait is not None and start - now > max_wait:
+                raise BudgetExhausted(start - now)
             self._sent.append(start)
         wait = start - now
         if wait > 0:

@@ -24,11 +24,18 @@ and the literal password `api_token`.
   unknown. Nothing is guessed here; if Toggl adds such a field, read it in `_v9_entry` /
   `_report_entries` and pass it on as Harvest and Clockify do.
 
-Quotas (since Sep 2025): 30-600 requests per hour; when used up Toggl answers **402**, and a
-burst limiter answers 429. Errors, each named, never carrying the token:
+Quotas (since Sep 2025, api-notes 3.4 [D]): workspace-scoped requests (reports, projects,
+clients) 30, 240 or 600 an hour by plan (Free, Starter, Premium), user-scoped ones (`/me...`)
+30 an hour on every plan, per user over a sliding hour; when used up Toggl answers **402**, and
+a burst limiter of about one request a second answers 429. Requests are paced under both
+before Toggl says either (`TogglPacing`: setting TOGGL_PLAN, or TOGGL_REQUESTS_PER_HOUR for
+another plan's figure; TOGGL_REQUESTS_PER_SECOND), shared by the clients of one token in a
+process; a request the hour's budget would hold longer than `max_wait_seconds` is not sent and
+raises TogglQuotaExceeded with when to come back. Errors, each named, never carrying the token:
 
     TogglAuthError        401/403: token refused
-    TogglQuotaExceeded    402 whose reset is further away than this client may wait
+    TogglQuotaExceeded    402 whose reset is further away than this client may wait, or
+                          the hour's budget used up for longer than that (nothing sent)
     TogglRateLimited      429 still answered after the retries, or a Retry-After too long
     TogglUnavailable      5xx, timeouts, dropped connections, after bounded retries
     TogglResponseError    any other answer (400 "Invalid start date", text bodies) or shape
@@ -39,6 +46,8 @@ This module imports neither `timesheets` nor `invoices`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -55,6 +64,7 @@ from integrations.errors import (
     TrackerUnavailable,
 )
 from integrations.http_retries import Backoff, parse_timestamp, retry_after_seconds
+from integrations.pacing import BudgetExhausted, SlidingWindowBudget
 
 DEFAULT_BASE_URL = "https://api.track.toggl.com/api/v9"
 DEFAULT_REPORTS_URL = "https://api.track.toggl.com/reports/api/v3"
@@ -65,6 +75,111 @@ MAX_REPORT_PAGE_SIZE = 1000
 DEFAULT_REPORT_PAGE_SIZE = MAX_REPORT_PAGE_SIZE
 # Header names of the remaining-quota answer are not documented [G]; Retry-After wins if sent.
 QUOTA_RESET_HEADERS = ("Retry-After", "X-Toggl-Quota-Resets-In")
+
+# Published quotas (api-notes 3.4 [D], since 5 Sep 2025), per user per organization, counted
+# over a sliding 60 minutes: workspace-scoped requests by plan, user-scoped ones on every plan.
+PLAN_REQUESTS_PER_HOUR = {"free": 30, "starter": 240, "premium": 600}
+USER_SCOPED_REQUESTS_PER_HOUR = 30
+# The burst limiter is "about 1 request/second" (a leaky bucket answering 429).
+BURST_REQUESTS_PER_SECOND = 1
+DEFAULT_PLAN = "free"  # the smallest quota: an unset plan never runs into 402
+
+
+@dataclass(frozen=True)
+class TogglQuotas:
+    """Requests allowed per hour (workspace-scoped, user-scoped) and per second."""
+
+    workspace_per_hour: int
+    user_per_hour: int
+    per_second: int
+
+    @classmethod
+    def of(
+        cls,
+        plan: str = DEFAULT_PLAN,
+        *,
+        requests_per_hour: int | None = None,
+        requests_per_second: int | None = None,
+    ) -> TogglQuotas:
+        """The plan's published quotas; `requests_per_hour` replaces both hourly ones (another
+        plan's figure, or a test server's), `requests_per_second` the burst limit."""
+        if plan not in PLAN_REQUESTS_PER_HOUR:
+            raise ValueError(
+                f"unknown Toggl plan {plan!r}: one of {', '.join(PLAN_REQUESTS_PER_HOUR)}"
+            )
+        hourly = requests_per_hour or None
+        return cls(
+            workspace_per_hour=hourly or PLAN_REQUESTS_PER_HOUR[plan],
+            user_per_hour=hourly or USER_SCOPED_REQUESTS_PER_HOUR,
+            per_second=requests_per_second or BURST_REQUESTS_PER_SECOND,
+        )
+
+    @classmethod
+    def from_settings(cls) -> TogglQuotas:
+        """TOGGL_PLAN, TOGGL_REQUESTS_PER_HOUR, TOGGL_REQUESTS_PER_SECOND (docs/deployment.md);
+        the published defaults outside Django."""
+        from django.conf import settings
+
+        if not settings.configured:
+            return cls.of()
+        return cls.of(
+            str(getattr(settings, "TOGGL_PLAN", DEFAULT_PLAN) or DEFAULT_PLAN).lower(),
+            requests_per_hour=getattr(settings, "TOGGL_REQUESTS_PER_HOUR", None),
+            requests_per_second=getattr(settings, "TOGGL_REQUESTS_PER_SECOND", None),
+        )
+
+
+class TogglPacing:
+    """One token's requests held under its quotas: the hour's budget of its scope, then the
+    burst limit. The clock and the sleep are injectable (tests wait for nothing)."""
+
+    def __init__(
+        self,
+        quotas: TogglQuotas,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.quotas = quotas
+
+        def budget(limit: int, window_seconds: float) -> SlidingWindowBudget:
+            return SlidingWindowBudget(
+                limit=limit, window_seconds=window_seconds, clock=clock, sleep=sleep
+            )
+
+        self.workspace = budget(quotas.workspace_per_hour, 3600)
+        self.user = budget(quotas.user_per_hour, 3600)
+        self.burst = budget(quotas.per_second, 1)
+
+    def before_request(self, *, user_scoped: bool, max_wait_seconds: float) -> None:
+        """Wait until the request may go; TogglQuotaExceeded (nothing sent) when the hour's
+        budget would hold it longer than `max_wait_seconds`."""
+        hourly = self.user if user_scoped else self.workspace
+        try:
+            hourly.acquire(max_wait=max_wait_seconds)
+        except BudgetExhausted as exhausted:
+            scope = "user-scoped (/me)" if user_scoped else "workspace"
+            raise TogglQuotaExceeded(
+                f"Toggl's hourly quota of {hourly.limit} {scope} requests is used up here; "
+                f"retry after {exhausted.wait_seconds:.0f} s",
+                retry_after=max(1, int(exhausted.wait_seconds + 0.999)),
+            ) from None
+        self.burst.acquire()
+
+
+_shared_lock = threading.Lock()
+_shared: dict[tuple[str, str, TogglQuotas], TogglPacing] = {}
+
+
+def shared_pacing(*, base_url: str, api_token: str) -> TogglPacing:
+    """The pacing of this token in this process (the quota is per user), under the configured
+    quotas; made on first use. Keyed by a digest, never the token."""
+    quotas = TogglQuotas.from_settings()
+    key = (base_url, hashlib.sha256(api_token.encode()).hexdigest(), quotas)
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = TogglPacing(quotas)
+        return _shared[key]
 
 
 class TogglError(IntegrationError):
@@ -269,7 +384,9 @@ class TogglClient(Backoff):
         max_wait_seconds: int = 120,
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
+        pacing: TogglPacing | None = None,
     ) -> None:
+        """`pacing`: by default the one of this token in this process (`shared_pacing`)."""
         self.base_url = base_url.rstrip("/")
         self.reports_url = reports_url.rstrip("/")
         self._auth = (api_token, "api_token")
@@ -281,6 +398,7 @@ class TogglClient(Backoff):
         self._max_wait = max_wait_seconds
         self._sleep = sleep
         self._session = session or requests.Session()
+        self._pacing = pacing or shared_pacing(base_url=self.base_url, api_token=api_token)
 
     def __repr__(self) -> str:  # never the token
         return f"TogglClient({self.base_url!r}, {self.reports_url!r})"
@@ -413,8 +531,13 @@ class TogglClient(Backoff):
     ) -> tuple[Any, requests.structures.CaseInsensitiveDict[str]]:
         last_problem = ""
         limited: tuple[type[TogglQuotaExceeded | TogglRateLimited], int] | None = None
+        # `/me...` counts against the user-scoped quota; the rest (workspaces, reports) against
+        # the plan's.
+        user_scoped = url.startswith(f"{self.base_url}/me")
         for attempt in range(self._max_retries + 1):
             limited = None
+            # Every attempt is a request of the quota, a retry too.
+            self._pacing.before_request(user_scoped=user_scoped, max_wait_seconds=self._max_wait)
             try:
                 response = self._session.request(
                     method,

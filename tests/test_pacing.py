@@ -1,16 +1,19 @@
 """Requests paced under each vendor's published limit before it answers 429 (Harvest 100 per
-15 s, QuickBooks 500 per minute and 10 at once), checked with an injected clock and sleep: no
-test waits, and nothing here measures time."""
+15 s, QuickBooks 500 per minute and 10 at once, Toggl per plan and one a second), checked with
+an injected clock and sleep: no test waits, and nothing here measures time."""
 
 from __future__ import annotations
 
 import datetime as dt
 from contextlib import ExitStack
 
-from integrations import harvest
+import pytest
+
+from integrations import harvest, toggl
 from integrations.pacing import SlidingWindowBudget
 from integrations.quickbooks.pacing import Pacer
 from tests.fakes.harvest_server import harvest_server  # noqa: F401 - fixture
+from tests.fakes.toggl_server import toggl_server  # noqa: F401 - fixture
 
 
 class FakeClock:
@@ -127,3 +130,75 @@ def test_quickbooks_holds_at_most_ten_requests_under_way(settings):
         under_way.enter_context(pacer.request("realm-2", 0))
     assert slots.acquire(blocking=False) is True
     slots.release()
+
+
+# --- Toggl: per plan (api-notes 3.4) -------------------------------------------------------
+
+
+def toggl_client(fake, pacing, **options):
+    return toggl.TogglClient(
+        api_token=fake.token,
+        base_url=fake.api_url,
+        reports_url=fake.reports_url,
+        pacing=pacing,
+        sleep=pacing.burst._sleep,
+        **options,
+    )
+
+
+def test_toggl_quotas_are_the_published_ones_per_plan():
+    assert toggl.TogglQuotas.of("free") == toggl.TogglQuotas(30, 30, 1)
+    assert toggl.TogglQuotas.of("starter") == toggl.TogglQuotas(240, 30, 1)
+    assert toggl.TogglQuotas.of("premium") == toggl.TogglQuotas(600, 30, 1)
+    # Another plan's figure (or a test server's) replaces both hourly quotas.
+    assert toggl.TogglQuotas.of("free", requests_per_hour=5000) == toggl.TogglQuotas(5000, 5000, 1)
+    with pytest.raises(ValueError, match="unknown Toggl plan 'gold': one of free, starter"):
+        toggl.TogglQuotas.of("gold")
+
+
+def test_toggl_pacing_follows_the_settings_and_is_shared_per_token(settings):
+    settings.TOGGL_PLAN = "starter"
+    settings.TOGGL_REQUESTS_PER_HOUR = 0
+    settings.TOGGL_REQUESTS_PER_SECOND = 1
+    client = toggl.TogglClient(api_token="t1")
+    assert client._pacing.quotas == toggl.TogglQuotas(240, 30, 1)
+    assert toggl.TogglClient(api_token="t1")._pacing is client._pacing
+    assert toggl.TogglClient(api_token="t2")._pacing is not client._pacing
+    settings.TOGGL_PLAN = "premium"
+    assert toggl.TogglClient(api_token="t1")._pacing.quotas.workspace_per_hour == 600
+
+
+def test_toggl_free_plan_waits_for_its_hour_instead_of_a_402(toggl_server):  # noqa: F811
+    fake = toggl_server
+    clock = FakeClock()
+    fake.clock = clock  # the fake's own quota counts on the same clock
+    fake.hourly_quota = 30  # Free: 30 workspace requests an hour, then 402
+    pacing = toggl.TogglPacing(toggl.TogglQuotas.of("free"), clock=clock, sleep=clock.sleep)
+    client = toggl_client(fake, pacing, max_wait_seconds=3600)
+
+    for _ in range(31):
+        client.projects(str(fake.workspace_id))
+
+    # One a second (the burst limiter), then the 31st waits until the first leaves the hour.
+    assert clock.sleeps == [1.0] * 29 + [3600.0 - 29]
+    # 31 requests for 31 calls: no 402 was answered and retried (it would have slept 1800 s).
+    assert len(fake.requests) == 31
+
+
+def test_toggl_refuses_to_send_what_the_hour_cannot_take_within_the_wait(toggl_server):  # noqa: F811
+    fake = toggl_server
+    clock = FakeClock()
+    fake.add_user(fake.me_id, "Ana Pereira", "ana@example.com")
+    pacing = toggl.TogglPacing(toggl.TogglQuotas.of("premium"), clock=clock, sleep=clock.sleep)
+    client = toggl_client(fake, pacing, max_wait_seconds=120)
+
+    for _ in range(30):
+        client.me()  # user-scoped: 30 an hour on every plan, Premium too
+    with pytest.raises(toggl.TogglQuotaExceeded) as raised:
+        client.me()
+    assert raised.value.retry_after == 3600 - 29
+    assert raised.value.retryable
+    assert len(fake.requests) == 30  # the 31st was never sent
+    # Workspace requests have Premium's own budget of 600.
+    client.projects(str(fake.workspace_id))
+    assert len(fake.requests) == 31
