@@ -4,7 +4,9 @@ and the drafts that must be rebuilt before approval (stale).
 
 A fixed number of queries whatever the number of clients and entries: one aggregate over the
 period's entries, one over its invoices, one listing the months that have invoices, one for the
-unbilled entries and one for the stale drafts.
+unbilled entries and one for the stale drafts; and for the drafts' pending hours and their
+standard value two more, and one for the reasons of the voided invoices listed with their
+successors, if any (`month_end_figures`).
 """
 
 from __future__ import annotations
@@ -13,14 +15,22 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
+from fractions import Fraction
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.db.models.functions import TruncMonth
 
 from invoices.classification import confidence_threshold
+from invoices.core.rounding import round_quantity
 from invoices.drafting import Period
 from invoices.engagement_alerts import CapUsage, engagement_cap_usage
 from invoices.models import Classification, Flag, Invoice, InvoicePush, InvoiceStatus
+from invoices.month_end_figures import (
+    PendingValue,
+    VoidedInvoice,
+    pending_values,
+    voided_with_successors,
+)
 from invoices.realization import fixed_fee_realization_by_client, realization_by_client
 from invoices.unbilled import UnbilledClient, unbilled_by_client, unbilled_entries
 from timesheets.models import TimeEntry
@@ -41,6 +51,14 @@ class InvoiceRow:
     pending: int
     low_confidence: int
     pushed: bool
+    # Beside the draft total: the pending entries' hours and standard value (what deciding
+    # them is worth), and the late time of earlier periods it bills (section 10.1).
+    pending_value: PendingValue | None = None
+    late_seconds: int = 0
+
+    @property
+    def late_hours(self) -> Decimal:
+        return round_quantity(Fraction(self.late_seconds, 3600))
 
     @property
     def stage(self) -> str:
@@ -93,6 +111,8 @@ class MonthOverview:
     # Whatever the month: every client's unbilled time, oldest first, and every stale draft.
     unbilled: list[UnbilledRow] = field(default_factory=list)
     stale: list[Invoice] = field(default_factory=list)
+    # The period's voided invoices, each with its successor.
+    voided: list[VoidedInvoice] = field(default_factory=list)
     # Section 13.3: the engagement caps covering the month, with their alert levels.
     engagement_caps: list[CapUsage] = field(default_factory=list)
 
@@ -161,8 +181,7 @@ def month_overview(*, period: Period) -> MonthOverview:
     threshold = confidence_threshold()
     invoices = (
         Invoice.objects.filter(period_start=period.start, period_end=period.end)
-        .exclude(status=InvoiceStatus.VOID)
-        .select_related("client", "project")
+        .select_related("client", "project", "voided_by")
         .annotate(
             pending=Count("entry_links", filter=Q(entry_links__state="pending")),
             low_confidence=Count(
@@ -171,15 +190,30 @@ def month_overview(*, period: Period) -> MonthOverview:
                 | Q(entry_links__entry__classification__confidence__lt=threshold),
             ),
             pushed=Exists(InvoicePush.objects.filter(invoice=OuterRef("pk"), status__in=PUSHED)),
+            late_seconds=Sum(
+                "entry_links__entry__duration_seconds",
+                filter=Q(entry_links__late_from__isnull=False),
+            ),
         )
         .order_by("client__name", "project__code", "id")
     )
+    # The voided ones are listed apart, each with its successor.
+    period_invoices = list(invoices)
+    invoices = [i for i in period_invoices if i.status != InvoiceStatus.VOID]
+    pending = pending_values(invoices)
     for invoice in invoices:
         client = rows.get(invoice.client_id)
         if client is None:  # an invoice whose entries moved out of the period
             client = rows[invoice.client_id] = ClientRow(invoice.client_id, invoice.client.name)
         client.invoices.append(
-            InvoiceRow(invoice, invoice.pending, invoice.low_confidence, invoice.pushed)
+            InvoiceRow(
+                invoice,
+                invoice.pending,
+                invoice.low_confidence,
+                invoice.pushed,
+                pending_value=pending.get(invoice.pk),
+                late_seconds=invoice.late_seconds or 0,
+            )
         )
     # Months that have invoices (a small table; the entry table may hold years of rows).
     months = list(
@@ -206,6 +240,7 @@ def month_overview(*, period: Period) -> MonthOverview:
             .order_by("period_start", "client__name", "id")
         ),
         engagement_caps=engagement_cap_usage(period=period),
+        voided=voided_with_successors(period_invoices),
     )
 
 

@@ -1,5 +1,6 @@
 """The review pages fit a 1400 px wide window with the admin's side menu open (issue 16): no
-table of the invoice review page (every derivation expanded) or of the Classifications list is
+table of the invoice review page (every derivation expanded), the month overview or the
+Classifications list is
 wider than the element that holds it, and the page does not scroll sideways.
 
 Measured in Debian's Chromium at 1400 x 900 (as tests/test_browser.py; never `playwright
@@ -90,6 +91,8 @@ def test_review_pages_fit_1400_px_with_the_side_menu_open(live_server, demo_mont
             page.goto(f"{live_server.url}/admin/invoices/invoice/{pk}/change/")
             page.click("#expand-all")
             problems += overflows(page, f"invoice-{pk}")
+        page.goto(f"{live_server.url}/admin/invoices/invoice/month/?month=2026-10")
+        problems += overflows(page, "month-overview")
         page.goto(f"{live_server.url}/admin/invoices/classification/")
         problems += overflows(page, "classifications")
         page.goto(f"{live_server.url}/admin/invoices/classification/?needs_review__exact=1")
