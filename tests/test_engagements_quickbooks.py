@@ -25,7 +25,7 @@ from tests.test_quickbooks import (  # noqa: F401 (fixtures)
 OCTOBER = Period.month("2026-10")
 
 
-def test_fee_and_drawdown_lines_go_to_quickbooks_and_the_export(mapped, fake, pusher):
+def test_fee_and_drawdown_lines_go_to_quickbooks_and_the_export(mapped, fake, pusher):  # noqa: F811
     acme = mapped["client"]
     site = make.project(acme, "SITE", name="Acme website", billing="fixed_fee")
     fee = FixedFee.objects.create(project=site, fee=D("1000.00"))

@@ -450,7 +450,7 @@ def test_invalid_file_into_empty_database_creates_nothing(northwind_text):
                 "clients[1].rounding.increment_minutes: must be a whole number",
                 "clients[1].projects[0].code: duplicate project code 'a1' "
                 "(also clients[0].projects[0].code)",
-                "clients[1].projects[0].billing: must be one of: hourly, non_billable",
+                "clients[1].projects[0].billing: must be one of: hourly, non_billable, fixed_fee",
                 "clients[1].caps[0].project: project 'A1' belongs to A, not this client",
                 "clients[1].rules[0].project: unknown project 'NOPE' (not a project of a)",
             ],
@@ -586,6 +586,8 @@ def test_a_project_cannot_move_to_another_client(northwind_text):
     moved = northwind_text.replace(
         "  projects:\n  - code: ACME-LIT\n    name: Litigation support\n    billing: hourly\n", ""
     ).replace("  - code: INI-API\n", "  - code: ACME-LIT\n")
+    # Initech's engagement cap follows its project's code.
+    moved = moved.replace("  - project: INI-API\n", "  - project: ACME-LIT\n")
 
     errors = errors_of(moved)
 
@@ -752,6 +754,9 @@ def test_import_command_prints_the_summary(northwind_dir):
         "billing codes: 4 created, 0 updated, 0 unchanged, 0 deleted",
         "rate multipliers: 1 created, 0 updated, 0 unchanged, 0 deleted",
         "caps: 1 created, 0 updated, 0 unchanged, 0 deleted",
+        # Umbrella's fixed fee and its 3 milestones, Initech's retainer and engagement cap.
+        "fixed fees, milestones, retainers and engagement caps: 6 created, 0 updated, "
+        "0 unchanged, 0 deleted",
     ]
     assert Client.objects.count() == 5
 

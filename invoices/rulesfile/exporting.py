@@ -32,10 +32,12 @@ from invoices.models import (
     ClassificationRule,
     ClientPolicy,
     Firm,
+    FixedFee,
     Rate,
     RateMultiplier,
     TaxCode,
 )
+from invoices.rulesfile.engagements import export_client_terms, export_fixed_fee
 from invoices.rulesfile.errors import RulesExportError
 from invoices.rulesfile.schema import PER_QUICKBOOKS
 from timesheets.models import Client, Person, Project
@@ -279,6 +281,7 @@ class _Export:
                 multiplier.factor
             )
         caps = self.caps_by_client()
+        fees = {f.project_id: f for f in FixedFee.objects.prefetch_related("milestones")}
 
         clients_part = []
         for client in sorted(Client.objects.all(), key=lambda c: c.name.casefold()):
@@ -296,8 +299,9 @@ class _Export:
             item["discount_percent"] = policy.discount_percent if saved else Decimal("0.00")
             item["caps"] = sorted(caps.get(client.id, []), key=lambda c: c["project"].casefold())
             item.update(_policy_tail(policy))
+            item.update(export_client_terms(client, self.projects))  # billing semantics 13
             item["projects"] = [
-                _project_item(p)
+                _project_item(p, fees)
                 for p in sorted(
                     (p for p in self.projects.values() if p.client_id == client.id),
                     key=lambda p: p.name.casefold(),
@@ -351,10 +355,12 @@ def _first(pair: tuple[tuple[Any, ...], dict[str, Any]]) -> tuple[Any, ...]:
     return pair[0]
 
 
-def _project_item(project: Project) -> dict[str, Any]:
+def _project_item(project: Project, fees: dict[int, FixedFee]) -> dict[str, Any]:
     item: dict[str, Any] = {}
     if project.code:
         item["code"] = project.code
     item["name"] = project.name
     item["billing"] = project.billing
+    if (fixed_fee := export_fixed_fee(project, fees)) is not None:
+        item["fixed_fee"] = fixed_fee
     return item

@@ -491,6 +491,7 @@ class _ReferenceCheck:
                     if isinstance(key, str):
                         self.category(key, ("clients", ci, field_name, key))
         self.caps(ci, client)
+        self.engagement_caps(ci, client)
         if tax_code := _text_field(client, "tax_code"):
             self.tax_code(tax_code, ("clients", ci, "tax_code"))
         for r, item in _items(client, "rates"):
@@ -504,6 +505,12 @@ class _ReferenceCheck:
                 loc = ("clients", ci, "caps", c, "project")
                 if self.project(project, loc, ci):
                     _unique(self.problems, capped, project.casefold(), loc, "cap for", project)
+
+    def engagement_caps(self, ci: int, client: dict[str, Any]) -> None:
+        """Billing semantics 13.3: an engagement cap names one of the client's projects."""
+        for c, item in _items(client, "engagement_caps"):
+            if project := _text_field(item, "project"):
+                self.project(project, ("clients", ci, "engagement_caps", c, "project"), ci)
 
     def overlaps(self) -> None:
         for first, second in find_overlaps(self.rate_rows):

@@ -42,7 +42,7 @@ from invoices.core.classify import NotesPatternRefused, compile_notes_pattern
 RoundingModeValue = Literal["up", "nearest", "down"]
 RoundingLocusValue = Literal["entry", "line"]
 GroupByValue = Literal["entry", "category", "category_person", "task"]
-ProjectBillingValue = Literal["hourly", "non_billable"]
+ProjectBillingValue = Literal["hourly", "non_billable", "fixed_fee"]
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SLUG = re.compile(r"[-a-zA-Z0-9_]+")
@@ -332,10 +332,103 @@ class CapSpec(_Strict):
     amount: MoneyAmount
 
 
+class MilestoneSpec(_Strict):
+    """A part of a fixed fee (billing semantics 13.1): an amount or a percent of the fee."""
+
+    name: Name
+    amount: MoneyAmount | None = None
+    percent: Percent | None = None
+    due: Date | None = None
+
+    @model_validator(mode="after")
+    def _amount_or_percent(self) -> MilestoneSpec:
+        if (self.amount is None) == (self.percent is None):
+            raise PydanticCustomError(
+                "amount_or_percent", "give an amount or a percent of the fee (one of the two)"
+            )
+        if self.percent is not None and self.percent <= 0:
+            raise PydanticCustomError("percent_zero", "a percent of the fee above 0")
+        return self
+
+
+class FixedFeeSpec(_Strict):
+    fee: MoneyAmount
+    show_time: bool = True
+    milestones: Annotated[list[MilestoneSpec], BeforeValidator(_empty_list_if_none)] = []
+
+    @model_validator(mode="after")
+    def _names_once(self) -> FixedFeeSpec:
+        names = [m.name.casefold() for m in self.milestones]
+        if len(names) != len(set(names)):
+            raise PydanticCustomError("milestone_twice", "names a milestone twice")
+        return self
+
+
 class ProjectSpec(_Strict):
     code: ProjectCode | None = None
     name: Name
     billing: ProjectBillingValue = "hourly"
+    fixed_fee: FixedFeeSpec | None = None
+
+    @model_validator(mode="after")
+    def _fee_with_fixed_fee_billing(self) -> ProjectSpec:
+        if self.billing == "fixed_fee" and self.fixed_fee is None:
+            raise PydanticCustomError(
+                "fee_missing", "billing is fixed_fee: give its fixed_fee (fee and milestones)"
+            )
+        if self.billing != "fixed_fee" and self.fixed_fee is not None:
+            raise PydanticCustomError(
+                "fee_not_fixed",
+                "has a fixed_fee but billing is {billing}, not fixed_fee",
+                {"billing": self.billing},
+            )
+        return self
+
+
+class RetainerSpec(_Strict):
+    """A client's retainer (13.2); `opening_balance` is a top-up written once, when the client
+    has no ledger rows yet."""
+
+    monthly_amount: (
+        Annotated[
+            Decimal, BeforeValidator(_to_decimal), Field(gt=0, max_digits=14, decimal_places=2)
+        ]
+        | None
+    ) = None
+    rollover: bool = True
+    opening_balance: (
+        Annotated[
+            Decimal, BeforeValidator(_to_decimal), Field(gt=0, max_digits=14, decimal_places=2)
+        ]
+        | None
+    ) = None
+
+
+class EngagementCapSpec(_Strict):
+    """A budget over several periods (13.3): hours or an amount (or both) in a window."""
+
+    project: Reference
+    hours: (
+        Annotated[
+            Decimal, BeforeValidator(_to_decimal), Field(gt=0, max_digits=10, decimal_places=2)
+        ]
+        | None
+    ) = None
+    amount: MoneyAmount | None = None
+    starts_on: Date = Field(alias="from")
+    ends_on: Date = Field(alias="to")
+
+    @model_validator(mode="after")
+    def _limit_and_window(self) -> EngagementCapSpec:
+        if self.hours is None and self.amount is None:
+            raise PydanticCustomError("no_limit", "give hours or an amount (or both)")
+        if self.ends_on < self.starts_on:
+            raise PydanticCustomError(
+                "to_before_from",
+                "ends ({end}) before it starts ({start})",
+                {"end": self.ends_on.isoformat(), "start": self.starts_on.isoformat()},
+            )
+        return self
 
 
 class ClientSpec(_Strict):
@@ -364,6 +457,8 @@ class ClientSpec(_Strict):
     requires_utbms: bool = False
     ledes_client_id: LedesClientId | None = None
     tax_code: Reference | None = None
+    retainer: RetainerSpec | None = None
+    engagement_caps: Annotated[list[EngagementCapSpec], BeforeValidator(_empty_list_if_none)] = []
     projects: Annotated[list[ProjectSpec], BeforeValidator(_empty_list_if_none)] = []
     rates: Annotated[list[ClientRateSpec], BeforeValidator(_empty_list_if_none)] = []
     rules: Annotated[list[RuleSpec], BeforeValidator(_empty_list_if_none)] = []

@@ -34,6 +34,8 @@ class ApplySummary:
     rate_multipliers: Tally = field(default_factory=Tally)
     caps: Tally = field(default_factory=Tally)
     tax_codes: Tally = field(default_factory=Tally)
+    # Billing semantics 13: fixed fees and milestones, retainers, engagement caps.
+    engagements: Tally = field(default_factory=Tally)
     # Kept because time entries may point at them, but worth a look.
     people_not_in_file: list[str] = field(default_factory=list)
     clients_not_in_file: list[str] = field(default_factory=list)
@@ -59,6 +61,7 @@ class ApplySummary:
             self.rate_multipliers,
             self.caps,
             self.tax_codes,
+            self.engagements,
         )
         return self.firm != "unchanged" or any(t.created or t.updated or t.deleted for t in tallies)
 
@@ -78,6 +81,9 @@ class ApplySummary:
         ]
         if self.tax_codes.created or self.tax_codes.updated or self.tax_codes.unchanged:
             out.insert(1, f"tax codes: {self.tax_codes}")
+        e = self.engagements
+        if e.created or e.updated or e.unchanged or e.deleted:
+            out.append(f"fixed fees, milestones, retainers and engagement caps: {e}")
         for label, names in (
             ("people", self.people_not_in_file),
             ("clients", self.clients_not_in_file),

@@ -21,6 +21,7 @@ from invoices.models import (
     TaxCode,
 )
 from invoices.rulesfile import rows
+from invoices.rulesfile.engagements import write_engagements
 from invoices.rulesfile.planning import Plan
 from invoices.rulesfile.rows import Matched, Wanted
 from invoices.rulesfile.schema import ClientSpec, ProjectSpec
@@ -43,6 +44,8 @@ def write(plan: Plan, firm: Firm) -> ApplySummary:
     _delete_rows(plan, summary)
     _delete_absent_categories(plan, summary)
     _write_rows(plan, clients, projects, summary)
+    # Billing semantics 13: fixed fees, retainers, engagement caps.
+    write_engagements(specs=plan.document.clients, clients=clients, tally=summary.engagements)
     return summary
 
 
