@@ -311,6 +311,35 @@ def test_toggl_v9_time_entries_example(replay_server):  # noqa: F811
     assert replay_server.requests[0].query == {"meta": "true", "since": "1738195200"}
 
 
+# The keys of each /me/time_entries item in a recorded answer published by a third-party
+# client (garyhtou/toggl-track, README: the output of its `timeEntry.list()`); its values are
+# not copied here (the stored sources may not be), only which fields a real answer carries.
+PUBLISHED_V9_ENTRY_KEYS = {
+    "id", "workspace_id", "project_id", "task_id", "billable", "start", "stop", "duration",
+    "description", "tags", "tag_ids", "duronly", "at", "server_deleted_at", "user_id", "uid",
+    "wid", "pid",
+}  # fmt: skip
+
+
+def test_toggl_v9_fixture_has_the_keys_of_a_recorded_answer(replay_server):  # noqa: F811
+    example = published.load("toggl", "me_time_entries.json")
+    assert all(PUBLISHED_V9_ENTRY_KEYS <= set(entry) for entry in example)
+
+    # That answer has `tags` and `tag_ids` null (not []), `start` with +00:00 and `stop` with Z:
+    # the adapter reads them so.
+    entry = {
+        **example[0],
+        "tags": None,
+        "tag_ids": None,
+        "start": "2025-01-30T09:00:00+00:00",
+        "stop": "2025-01-30T10:30:00Z",
+    }
+    replay_server.record("GET", "/me/time_entries", [entry])
+    [read] = toggl_client(replay_server.url).my_time_entries()
+    assert (read.tags, read.duration_seconds, read.is_running) == ((), 5400, False)
+    assert read.stop == dt.datetime(2025, 1, 30, 10, 30, tzinfo=dt.UTC)
+
+
 def test_toggl_me_and_error_examples(replay_server):  # noqa: F811
     replay_server.record("GET", "/me", published.load("toggl", "me.json"))
     me = toggl_client(replay_server.url).me()
