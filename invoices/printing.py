@@ -130,6 +130,31 @@ class PrintedLine:
 
 
 @dataclass
+class PrintedTax:
+    """One rate of the tax summary (billing semantics 12.5): the base, the rate, the tax."""
+
+    name: str
+    rate: str  # "19%", or "per QuickBooks"
+    base: str
+    tax: str  # "" when QuickBooks computes it
+
+
+def printed_taxes(summary: list[dict]) -> list[PrintedTax]:
+    """The invoice's stored tax summary as the printable invoice shows it."""
+    return [
+        PrintedTax(
+            name=row["name"],
+            rate="per QuickBooks"
+            if row["rate"] is None
+            else f"{Decimal(row['rate']).normalize():f}%",
+            base=money_shown(Decimal(row["base"])),
+            tax="" if row["tax"] is None else money_shown(Decimal(row["tax"])),
+        )
+        for row in summary
+    ]
+
+
+@dataclass
 class InvoiceDocument:
     invoice: Invoice
     firm: Firm | None
@@ -143,8 +168,12 @@ class InvoiceDocument:
     per_entry: bool = False  # one line per entry: each line shows its date and timekeeper
     show_codes: bool = False
     subtotal: str = ""
-    total: str = ""
+    total: str = ""  # the amount due: with tax when the invoice is taxed
     title: str = ""
+    # Billing semantics 12.5: the total before tax and the summary per rate (empty: no tax).
+    total_before_tax: str = ""
+    taxes: list[PrintedTax] = field(default_factory=list)
+    tax_per_quickbooks: bool = False
 
     @property
     def label_columns(self) -> int:
@@ -184,8 +213,11 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
         per_entry=per_entry,
         show_codes=any(line.billing_code for line in lines),
         subtotal=money_shown(invoice.subtotal),
-        total=money_shown(invoice.total),
+        total=money_shown(invoice.total_with_tax),
         title=f"{'DRAFT ' if is_draft else ''}{invoice.label} {invoice.client.name}",
+        total_before_tax=money_shown(invoice.total),
+        taxes=printed_taxes(invoice.tax_summary or []),
+        tax_per_quickbooks=any(row["tax"] is None for row in invoice.tax_summary or []),
     )
     body = [line for line in lines if line.kind in _BODY_KINDS]
     for line in body:

@@ -416,3 +416,44 @@ def test_a_client_without_tax_code_drafts_as_before(vat_client):
         D("0.00"),
         D("135.00"),
     )
+
+
+# --- The printable invoice: a summary per rate and the total with tax ---------------------
+
+
+@pytest.mark.django_db
+def test_printable_invoice_shows_the_tax_per_rate_and_the_total_with_tax(vat_client):
+    from django.template.loader import render_to_string
+
+    from invoices.printing import invoice_document
+    from tests import billing_fixtures as make
+
+    make.entry(vat_client["project"], vat_client["ana"], minutes=60)
+    make.entry(vat_client["project"], vat_client["ana"], minutes=30)
+    document = invoice_document(invoice=_draft())
+    assert (document.total_before_tax, document.total) == ("202.50", "240.98")
+    assert [(t.name, t.rate, t.base, t.tax) for t in document.taxes] == [
+        ("VAT 19%", "19%", "202.50", "38.48")
+    ]
+    html = render_to_string("invoices/invoice_print.html", {"doc": document})
+    assert 'Total before tax</th><td class="num" id="invoice-total-before-tax">202.50' in html
+    assert 'VAT 19% (19% of 202.50)</th><td class="num">38.48</td>' in html
+    assert 'id="invoice-total">240.98</td>' in html
+    assert '<tr><td>VAT 19%</td><td class="num">19%</td><td class="num">202.50</td>' in html
+
+
+@pytest.mark.django_db
+def test_printable_invoice_without_tax_has_no_tax_rows(vat_client):
+    from django.template.loader import render_to_string
+
+    from invoices.models import ClientPolicy
+    from invoices.printing import invoice_document
+    from tests import billing_fixtures as make
+
+    ClientPolicy.objects.filter(client=vat_client["client"]).update(tax_code=None)
+    make.entry(vat_client["project"], vat_client["ana"], minutes=60)
+    html = render_to_string(
+        "invoices/invoice_print.html", {"doc": invoice_document(invoice=_draft())}
+    )
+    assert "Total before tax" not in html and "tax-summary" not in html
+    assert html.split('id="invoice-total">')[1][:10] == "135.00</td"  # 150.00 less the 10% discount
