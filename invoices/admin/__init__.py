@@ -37,6 +37,7 @@ from invoices.admin import (  # noqa: F401 (registers the admins)
     quickbooks,
     quickbooks_connection,
     review_queue,
+    tax,
 )
 from invoices.two_factor import AdminLoginForm
 
