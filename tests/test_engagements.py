@@ -3,6 +3,7 @@ pure rules of `invoices.core.engagements`, one test per rule, then drafted, appr
 invoices on the real PostgreSQL."""
 
 import datetime as dt
+import re
 from decimal import Decimal as D
 
 import pytest
@@ -114,7 +115,7 @@ def test_a_fixed_fee_replaces_the_projects_hourly_lines_and_keeps_them_as_no_cha
     )
     shown = [(ln.kind, ln.description, ln.quantity, ln.amount) for ln in draft.lines]
     assert shown == [
-        ("no_charge", "work 1 (No charge: fixed fee)", D("1.0000"), D("0")),
+        ("no_charge", "work 1, in the fixed fee (No charge)", D("1.0000"), D("0")),
         ("time", "work 2", D("0.5000"), D("100.00")),
         ("fixed_fee", "Project 10: Design", D("1"), D("2500.00")),
     ]
@@ -141,7 +142,7 @@ def test_without_show_time_a_fixed_fee_projects_time_is_one_summary_line():
     [line] = draft.lines
     assert (line.kind, line.description, line.quantity, line.amount) == (
         "no_charge",
-        "Project 10: time (No charge: fixed fee)",
+        "Time on Project 10, in the fixed fee (No charge)",
         D("1.5000"),
         D("0"),
     )
@@ -546,3 +547,25 @@ def test_admin_tops_up_a_retainer_keeps_the_ledger_read_only_and_shows_the_deriv
     for name in ("fixedfee", "retainer", "engagementcap", "retainerentry"):
         assert admin_client.get(reverse(f"admin:invoices_{name}_changelist")).status_code == 200
     assert admin_client.get(reverse("admin:invoices_fixedfee_add")).status_code == 200
+
+
+@pg
+def test_the_printable_invoice_shows_the_fee_the_time_at_no_charge_and_the_drawdown(
+    setup, admin_client
+):
+    from django.urls import reverse
+
+    fee = FixedFee.objects.create(project=setup["build"], fee=D("1000.00"))
+    Milestone.objects.create(fixed_fee=fee, name="Design", amount=D("400"), due_on=OCTOBER.end)
+    Retainer.objects.create(client=setup["client"])
+    RetainerEntry.objects.create(
+        client=setup["client"], kind="top_up", amount=D("150.00"), on_date=OCTOBER.start
+    )
+    make.entry(setup["build"], setup["ana"], minutes=120, notes="Wireframes")
+    draft = the_draft()
+    page = admin_client.get(reverse("admin:invoices_invoice_print", args=[draft.pk]))
+    html = page.content.decode()
+    assert "No charge: 2.0 h development: Wireframes, in the fixed fee" in html
+    assert "Acme website: Design" in html and "Retainer drawdown" in html
+    text = " ".join(re.sub(r"<[^>]*>", " ", html).split())
+    assert "Subtotal 400.00 Retainer drawdown -150.00 Total due (USD) 250.00" in text

@@ -243,7 +243,7 @@ def _summary_line(detail: list[LineDraft], terms: FixedFeeTerms) -> LineDraft:
     seconds = sum(p.raw_seconds for ln in detail for p in ln.entries)
     return LineDraft(
         LineKind.TIME,
-        f"{terms.project_name}: time",
+        f"Time on {terms.project_name}",
         round_quantity(Fraction(seconds, 3600)),
         ZERO,
         sum((ln.amount for ln in detail), ZERO),
@@ -272,7 +272,8 @@ def _at_no_charge(line: LineDraft, terms: FixedFeeTerms) -> LineDraft:
     return dataclasses.replace(
         line,
         kind=LineKind.NO_CHARGE,
-        description=f"{line.description} (No charge: fixed fee)",
+        # The printable invoice reads "<...> (No charge)" as "No charge: <hours> h <...>".
+        description=f"{line.description}, in the fixed fee (No charge)",
         unit_price=ZERO,
         amount=ZERO,
         entries=[
