@@ -17,11 +17,22 @@ from django_q.models import OrmQ
 
 from tests.test_csv_import import northwind  # noqa: F401  (the fixture, used by name)
 from tests.test_import_create_missing import new_firm_file
+from tests.test_sync import (  # noqa: F401  (fixtures, used by name)
+    DAY,
+    firm,
+    harvest_api,
+    harvest_connection,
+    harvest_people,
+    harvest_server,
+    run,
+    sync_settings,
+)
 from timesheets import tasks
 from timesheets.models import (
     Client,
     ExternalPerson,
     ExternalProject,
+    HeldEntry,
     ImportBatch,
     ImportJob,
     ImportJobChunk,
@@ -239,3 +250,46 @@ def test_a_syncs_unmapped_people_are_created_by_email(tracker, admin_client, mon
         "are synced now."
     ]
     assert ExternalPerson.objects.get().person == Person.objects.get(email="zoe@newclient.example")
+
+
+def test_a_sync_waiting_for_unknowns_imports_once_they_are_created_in_the_admin(
+    firm,  # noqa: F811
+    harvest_api,  # noqa: F811
+    admin_client,
+    django_capture_on_commit_callbacks,
+):
+    """End to end against the fake Harvest: a person and a project the firm does not know make
+    the sync hold their entries; the admin creates both in one step each, and the sync that
+    follows imports the waiting entries under them."""
+    fake = harvest_api
+    harvest_people(fake)
+    fake.add_user(103, "Cleo", "Marsh", "cleo@newclient.example")
+    fake.add_project(202, "Patient portal", "UMB-PORTAL", 302, "Umbrella Health")
+    for n in range(2):
+        fake.add_entry(user_id=103, project_id=202, spent_date=DAY, hours="1", notes=f"c{n}")
+    conn = harvest_connection(fake)
+    assert (run(conn).held, TimeEntry.objects.count()) == (2, 0)
+
+    for model, url in (
+        (ExternalPerson, "admin:timesheets_externalperson_changelist"),
+        (ExternalProject, "admin:timesheets_externalproject_changelist"),
+    ):
+        unmapped = model.objects.filter(connection=conn, external_id__in=["103", "202"])
+        chosen = {
+            "action": "create_for_selected",
+            "_selected_action": list(unmapped.values_list("pk", flat=True)),
+            "post": "yes",
+        }
+        with django_capture_on_commit_callbacks(execute=True):
+            admin_client.post(reverse(url), chosen)
+
+    cleo = Person.objects.get(email="cleo@newclient.example")
+    portal = Project.objects.get(code="UMB-PORTAL")
+    assert (cleo.name, portal.name, portal.client.name) == (
+        "Cleo Marsh",
+        "Patient portal",
+        "Umbrella Health",
+    )
+    entries = TimeEntry.objects.filter(person=cleo, project=portal)
+    assert entries.count() == 2
+    assert not HeldEntry.objects.exists()
