@@ -143,3 +143,16 @@ def test_northwind_drafts_its_fixed_fee_and_retainer(northwind_dir):
     drawdown = initech["lines"][-1]
     assert drawdown["kind"] == "drawdown"
     assert drawdown["retainer"]["available"] == "5000.00"
+
+
+def test_changed_terms_mark_the_clients_drafts_stale():
+    from invoices.drafting import Period, draft_invoices
+
+    import_rules(TERMS)
+    [draft] = draft_invoices(period=Period.month("2026-10")).invoices  # the Design milestone
+    import_rules(TERMS)  # unchanged: the draft stays fresh
+    draft.refresh_from_db()
+    assert "stale" not in draft.flags
+    import_rules(TERMS.replace("fee: '8000.00'", "fee: '9000.00'"))
+    draft.refresh_from_db()
+    assert "stale" in draft.flags

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from invoices.engagement_ledger import mark_client_drafts_stale
 from invoices.models import EngagementCap, FixedFee, Milestone, Retainer, RetainerEntry
 from invoices.rulesfile.schema import ClientSpec, FixedFeeSpec, ProjectSpec
 from invoices.rulesfile.summary import Tally
@@ -23,14 +24,18 @@ OPENING_DATE = dt.date(2000, 1, 1)
 
 
 def write_engagements(*, specs: list[ClientSpec], clients: dict[int, Client], tally: Tally) -> None:
-    """Every listed client's fixed fees, retainer and engagement caps."""
+    """Every listed client's fixed fees, retainer and engagement caps; a client whose terms
+    changed has its drafts marked stale, as a change of its policy does."""
     for ci, spec in enumerate(specs):
         client = clients[ci]
+        before = (tally.created, tally.updated, tally.deleted)
         projects = {p.name.casefold(): p for p in Project.objects.filter(client=client)}
         for project_spec in spec.projects:
             _write_fixed_fee(projects[project_spec.name.casefold()], project_spec, tally)
         _write_retainer(client, spec, tally)
         _write_caps(client, spec, projects, tally)
+        if (tally.created, tally.updated, tally.deleted) != before:
+            mark_client_drafts_stale(client_id=client.pk, reason="rules file: engagement terms")
 
 
 def _write_fixed_fee(project: Project, spec: ProjectSpec, tally: Tally) -> None:
