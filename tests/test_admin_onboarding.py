@@ -293,3 +293,23 @@ def test_a_sync_waiting_for_unknowns_imports_once_they_are_created_in_the_admin(
     entries = TimeEntry.objects.filter(person=cleo, project=portal)
     assert entries.count() == 2
     assert not HeldEntry.objects.exists()
+
+
+def test_confirming_needs_the_permission_to_add_what_is_created(northwind, client):  # noqa: F811
+    from django.contrib.auth.models import Permission, User
+
+    importer = User.objects.create_user("importer", password="x", is_staff=True)
+    importer.user_permissions.add(*Permission.objects.filter(codename="add_importbatch"))
+    client.force_login(importer)
+    before = counts()
+    upload(client, new_firm_file())
+    job = ImportJob.objects.get()
+    page = client.post(
+        reverse("admin:timesheets_importbatch_import_review", args=[job.pk]),
+        {"confirm": "1"},
+        follow=True,
+    )
+    assert b"needs the permission to add each" in page.content
+    assert counts() == before
+    job.refresh_from_db()
+    assert job.status == "failed" and job.chunks.exists()  # still waiting for review

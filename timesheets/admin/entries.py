@@ -29,6 +29,9 @@ from timesheets.models import (
 )
 from timesheets.tasks import queue_import_job
 
+# What "Create and import" may create (creating.create_client/create_project/create_person).
+CREATE_PERMISSIONS = ("timesheets.add_client", "timesheets.add_project", "timesheets.add_person")
+
 
 class AtSourceFilter(admin.SimpleListFilter):
     """Entries deleted at the source are hidden unless asked for (they are never billed)."""
@@ -313,6 +316,14 @@ class ImportBatchAdmin(_ReadOnlyAdmin):
         "Cancel" drops the file, having created nothing."""
         if not self.has_import_permission(request):
             raise PermissionDenied
+        if "cancel" not in request.POST and not request.user.has_perms(CREATE_PERMISSIONS):
+            self.message_user(
+                request,
+                "Creating clients, projects and people needs the permission to add each; ask "
+                "someone who has it to confirm this import.",
+                messages.ERROR,
+            )
+            return redirect(self._url("import_job", job_id))
         if "cancel" in request.POST:
             if jobs.cancel_review(job_id=job_id):
                 self.message_user(request, "Cancelled: nothing was created or imported.")

@@ -78,7 +78,10 @@ class _MappingAdmin(admin.ModelAdmin):
         review first; confirming creates them (the same service as the file import's
         create-missing), maps them and syncs their connections, which imports the waiting
         entries."""
-        if not self.has_change_permission(request):
+        needed = ["timesheets.add_person"] if self.target == "person" else []
+        if self.target == "project":
+            needed = ["timesheets.add_client", "timesheets.add_project"]
+        if not self.has_change_permission(request) or not request.user.has_perms(needed):
             raise PermissionDenied
         if request.POST.get("post") != "yes":
             # The review: the same creation, run and rolled back, so the list is exact.

@@ -313,6 +313,9 @@ def _map_project(external: ExternalProject, done: TrackerOnboarding) -> None:
             f"{label}: code {external.code!r} belongs to client {project.client}"
         )
         return
+    if project is None and not (external.name.strip() or external.code.strip()):
+        done.not_created.append(f"{label}: the tracker gives it no name or code")
+        return
     project = project or create_project(
         client=client, code=external.code, name=external.name, created=done.created
     )
