@@ -98,7 +98,7 @@ def test_importing_the_same_file_twice_changes_no_ids_and_writes_no_audit_rows(n
         summary.caps,
     ):
         assert (tally.created, tally.updated, tally.deleted) == (0, 0, 0)
-    assert (summary.rules.unchanged, summary.rates.unchanged) == (3, 8)
+    assert (summary.rules.unchanged, summary.rates.unchanged) == (5, 9)
     assert (summary.billing_codes.unchanged, summary.caps.unchanged) == (4, 1)
 
 
@@ -116,7 +116,7 @@ def test_a_changed_rate_is_updated_in_place(northwind_text):
 
     assert Rate.objects.get(pk=partner.pk).rate == D("335.00")
     assert Rate.objects.get(pk=untouched.pk).rate == D("165.00")
-    assert (summary.rates.created, summary.rates.updated, summary.rates.unchanged) == (0, 1, 7)
+    assert (summary.rates.created, summary.rates.updated, summary.rates.unchanged) == (0, 1, 8)
     assert summary.rates.deleted == 0
     assert audit_rows() == before_audit + 1  # one update event, for the one changed row
 
@@ -170,7 +170,7 @@ def test_prune_deletes_what_the_file_does_not_list(northwind_text):
 
     assert not ClassificationRule.objects.filter(pk=rule.pk).exists()
     assert not Category.objects.filter(pk=extra.pk).exists()
-    assert (summary.rules.deleted, summary.rules.unchanged) == (1, 3)
+    assert (summary.rules.deleted, summary.rules.unchanged) == (1, 5)
     assert summary.categories.deleted == 1
     assert (
         f"classification rules not in the file, deleted: rule #{rule.pk} "
@@ -186,8 +186,8 @@ def test_import_command_reports_unchanged_and_prunes_only_when_asked(northwind_d
     out, err, failure = run_command("import_rules", path)
 
     assert (err, failure) == ("", None)
-    assert "classification rules: 0 created, 0 updated, 3 unchanged, 0 deleted" in out
-    assert "rates: 0 created, 0 updated, 8 unchanged, 0 deleted" in out
+    assert "classification rules: 0 created, 0 updated, 5 unchanged, 0 deleted" in out
+    assert "rates: 0 created, 0 updated, 9 unchanged, 0 deleted" in out
     assert f"not in the file, kept (--prune deletes them): rule #{rule.pk}" in out
     assert ClassificationRule.objects.filter(pk=rule.pk).exists()
 
@@ -234,7 +234,7 @@ def test_rules_of_equal_priority_are_tried_in_the_order_of_the_file(northwind_te
     ]
     assert not ClassificationRule.objects.filter(pk=first.pk).exists()  # re-created after it
     assert ClassificationRule.objects.filter(priority=30).count() == 1
-    assert (summary.rules.created, summary.rules.deleted, summary.rules.unchanged) == (2, 1, 2)
+    assert (summary.rules.created, summary.rules.deleted, summary.rules.unchanged) == (2, 1, 4)
     assert (
         "classification rules re-created so that rules of equal priority are tried in the order "
         f"of the file: rule #{first.pk} (firm-wide: notes_regex "
@@ -363,7 +363,7 @@ def test_bill_approved_only_imports_exports_and_reaches_the_core(northwind_text)
     )
     exported = export_rules()
     assert "  bill_approved_only: true\n" in exported
-    assert import_rules(exported).policies.unchanged == 4
+    assert import_rules(exported).policies.unchanged == 5
     assert export_rules() == exported
 
 
