@@ -327,7 +327,9 @@ def _map_project(external: ExternalProject, done: TrackerOnboarding) -> None:
     done.mapped += 1
 
 
-class _RolledBack(Exception):
+class _RolledBack(TimesheetError):
+    """Carries `rolled_back`'s outcome out of the transaction it undoes; never leaves here."""
+
     def __init__(self, outcome: object) -> None:
         self.outcome = outcome
 
