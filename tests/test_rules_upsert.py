@@ -194,7 +194,7 @@ def test_import_command_reports_unchanged_and_prunes_only_when_asked(northwind_d
     out, _, failure = run_command("import_rules", path, "--prune")
 
     assert failure is None
-    assert "classification rules: 0 created, 0 updated, 3 unchanged, 1 deleted" in out
+    assert "classification rules: 0 created, 0 updated, 5 unchanged, 1 deleted" in out
     assert not ClassificationRule.objects.filter(pk=rule.pk).exists()
 
 
