@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.db.models import QuerySet
+
 from invoices.engagement_ledger import mark_client_drafts_stale
 from invoices.models import EngagementCap, FixedFee, Milestone, Retainer, RetainerEntry
 from invoices.rulesfile.schema import ClientSpec, FixedFeeSpec, ProjectSpec
@@ -54,7 +56,7 @@ def _write_fixed_fee(project: Project, spec: ProjectSpec, tally: Tally) -> None:
     _write_milestones(existing, spec.fixed_fee, tally)
 
 
-def _billed(fee: FixedFee):
+def _billed(fee: FixedFee) -> QuerySet[Milestone]:
     return fee.milestones.filter(billed_on__isnull=False).exclude(billed_on__status="void")
 
 
