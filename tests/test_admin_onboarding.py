@@ -88,6 +88,9 @@ def test_an_upload_naming_unknowns_lists_them_and_creates_nothing(northwind, adm
     assert counts() == before  # nothing created, nothing imported
     job = ImportJob.objects.get()
     assert job.chunks.exists()  # the file kept for the confirmation
+    # The import batches list links the file waiting for review.
+    listing = admin_client.get(reverse("admin:timesheets_importbatch_changelist"))
+    assert [j.pk for j in listing.context["waiting_reviews"]] == [job.pk]
 
 
 def test_confirming_creates_them_and_imports_and_a_second_upload_creates_nothing_more(
@@ -115,6 +118,8 @@ def test_confirming_creates_them_and_imports_and_a_second_upload_creates_nothing
     assert job.status == "succeeded" and not ImportJobChunk.objects.exists()
     assert "created 1 client (Newco GmbH)" in job.summary
     assert b"created 1 client (Newco GmbH)" in done.content  # the success message
+    listing = admin_client.get(reverse("admin:timesheets_importbatch_changelist"))
+    assert listing.context["waiting_reviews"] == []
 
     # The same file again: everything known, so it imports at once (all unchanged).
     again = upload(admin_client, new_firm_file())

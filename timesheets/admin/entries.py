@@ -205,6 +205,9 @@ class ImportBatchAdmin(_ReadOnlyAdmin):
         extra_context = {
             **(extra_context or {}),
             "can_import_csv": self.has_import_permission(request),
+            "waiting_reviews": jobs.jobs_awaiting_review()
+            if self.has_import_permission(request)
+            else [],
             "import_csv_url": reverse(
                 f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_import_csv"
             ),

@@ -215,6 +215,12 @@ def awaits_review(job: ImportJob) -> bool:
     return job.status == ImportJob.Status.FAILED and job_review(job) is not None
 
 
+def jobs_awaiting_review() -> list[ImportJob]:
+    """The jobs holding a file for review, oldest first (the import batches list shows them)."""
+    held = ImportJob.objects.filter(status=ImportJob.Status.FAILED, errors__0__has_key="review")
+    return list(held.select_related("created_by").order_by("created_at"))
+
+
 def hold_for_review(job: ImportJob, created: Created) -> None:
     """The job waits for review of `created`, its file kept (module docstring)."""
     _finish(
