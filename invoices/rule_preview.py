@@ -46,7 +46,7 @@ from invoices.core.memory import ClientMemory
 from invoices.core.pricing import PricedEntry, PricingError, price_invoice
 from invoices.core.wording import client_wording
 from invoices.drafting import Period, draft_invoices
-from invoices.drafting_inputs import hold_reason_of, load_inputs
+from invoices.drafting_inputs import hold_reason_of, load_engagements, load_inputs
 from invoices.models import (
     Classification,
     ClassificationRule,
@@ -303,6 +303,8 @@ def _totals(scopes, config: Configuration, period: Period, entries) -> list[Tota
             status=InvoiceStatus.DRAFT,
         )
     }
+    # Section 13: fixed fees, retainers and engagement caps price the preview as they do drafts.
+    terms = load_engagements(client_ids={c for c, _ in scopes}, start=period.start, end=period.end)
     totals = []
     for (client_id, project_id), (before, after, manual) in sorted(
         scopes.items(), key=lambda item: (names[item[0][0]].casefold(), item[0][1] or 0)
@@ -318,12 +320,24 @@ def _totals(scopes, config: Configuration, period: Period, entries) -> list[Tota
             pending_before=0,
             pending_after=0,
         )
+        engaged = terms.get(client_id)
+        engagement = engaged.for_scope(project_id) if engaged else None
         try:
             priced_before = price_invoice(
-                before, policy=policy, rates=config.rates, client=client_id, manual=manual
+                before,
+                policy=policy,
+                rates=config.rates,
+                client=client_id,
+                manual=manual,
+                engagement=engagement,
             )
             priced_after = price_invoice(
-                after, policy=policy, rates=config.rates, client=client_id, manual=manual
+                after,
+                policy=policy,
+                rates=config.rates,
+                client=client_id,
+                manual=manual,
+                engagement=engagement,
             )
         except PricingError as exc:
             totals.append(dataclasses.replace(base, error=str(exc)))

@@ -569,3 +569,20 @@ def test_the_printable_invoice_shows_the_fee_the_time_at_no_charge_and_the_drawd
     assert "Acme website: Design" in html and "Retainer drawdown" in html
     text = " ".join(re.sub(r"<[^>]*>", " ", html).split())
     assert "Subtotal 400.00 Retainer drawdown -150.00 Total due (USD) 250.00" in text
+
+
+@pg
+def test_a_rule_preview_prices_the_retainer_as_the_draft_does(setup):
+    from invoices.models import ClassificationRule
+    from invoices.rule_preview import preview_rule
+
+    Retainer.objects.create(client=setup["client"])
+    RetainerEntry.objects.create(
+        client=setup["client"], kind="top_up", amount=D("150.00"), on_date=OCTOBER.start
+    )
+    make.entry(setup["hourly"], setup["ana"], minutes=60)
+    assert the_draft().total == D("50.00")  # 200.00 less the 150.00 the retainer pays
+    rule = ClassificationRule(category_id=None, priority=100, notes_regex="^nothing$")
+    rule.category = make.category("development")
+    (total,) = preview_rule(rule=rule, period=OCTOBER).totals
+    assert (total.before, total.after) == (D("50.00"), D("50.00"))
