@@ -51,6 +51,13 @@ def record_on_approval(*, invoice: Invoice, user) -> None:
     for line in lines:
         if "retainer" in line.derivation:
             _record_drawdown(invoice, line.derivation["retainer"], user)
+    if lines:
+        # The client's other drafts drew on the balance or billed the milestones before.
+        mark_client_drafts_stale(
+            client_id=invoice.client_id,
+            reason=f"{invoice.number or invoice.label} approved: retainer or fixed fee",
+            except_invoice=invoice.pk,
+        )
 
 
 def _record_drawdown(invoice: Invoice, terms: dict, user) -> None:
@@ -86,6 +93,13 @@ def reverse_on_void(*, invoice: Invoice, user) -> None:
     total = invoice.retainer_entries.exclude(kind=RetainerEntry.Kind.REVERSAL).aggregate(
         total=Sum("amount")
     )["total"]
+    released = invoice.milestones.exists()
+    if total or released:
+        mark_client_drafts_stale(
+            client_id=invoice.client_id,
+            reason=f"{invoice.number or invoice.label} voided: retainer or fixed fee",
+            except_invoice=invoice.pk,
+        )
     if total:
         RetainerEntry.objects.create(
             client_id=invoice.client_id,
@@ -102,13 +116,35 @@ class TopUpRefused(BillingError):
     """A top-up that cannot be recorded; the message says what to change."""
 
 
-def mark_client_drafts_stale(*, client_id: int, reason: str) -> None:
-    """Section 13's terms of a client changed: its drafts are stale until rebuilt (the same
-    database function the configuration triggers use, with its audit event)."""
+# `invoices_mark_client_drafts_stale` (invoices.guards) but for one invoice that is itself
+# being approved or voided: its status is still "draft" in the database when this runs.
+MARK_OTHER_DRAFTS_STALE = """
+WITH flagged AS (
+    UPDATE invoices_invoice invoice
+       SET flags = array_append(invoice.flags, 'stale')
+     WHERE invoice.status = 'draft'
+       AND NOT ('stale' = ANY(invoice.flags))
+       AND invoice.client_id = %s
+       AND invoice.id <> %s
+    RETURNING invoice.id
+)
+INSERT INTO invoices_invoiceevent (invoice_id, action, actor_id, at, detail)
+SELECT id, 'flagged stale', NULL, now(), jsonb_build_object('reason', %s::text) FROM flagged
+"""
+
+
+def mark_client_drafts_stale(
+    *, client_id: int, reason: str, except_invoice: int | None = None
+) -> None:
+    """Section 13's terms or balance of a client changed: its drafts (but `except_invoice`)
+    are stale until rebuilt, with the audit event the configuration triggers write."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT invoices_mark_client_drafts_stale(%s::bigint[], %s)", [[client_id], reason]
-        )
+        if except_invoice is None:
+            cursor.execute(
+                "SELECT invoices_mark_client_drafts_stale(%s::bigint[], %s)", [[client_id], reason]
+            )
+        else:
+            cursor.execute(MARK_OTHER_DRAFTS_STALE, [client_id, except_invoice, reason])
 
 
 def top_up_retainer(*, client, amount: Decimal, on_date, note: str, user) -> RetainerEntry:

@@ -375,6 +375,9 @@ def test_two_drafts_billing_one_milestone_approve_once(setup, approver):
     Milestone.objects.create(fixed_fee=fee, name="Design", amount=D("500"), due_on=OCTOBER.end)
     october, november = the_draft(), the_draft(NOVEMBER)
     approve_invoice(invoice=october, user=approver)
+    november.refresh_from_db()
+    assert "stale" in november.flags
+    Invoice.objects.filter(pk=november.pk).update(flags=[])  # as if seen again: approval refuses
     with pytest.raises(InvalidTransition, match="billed on another invoice since"):
         approve_invoice(invoice=november, user=approver)
     november.refresh_from_db()
@@ -410,6 +413,8 @@ def test_a_retainer_draws_down_at_approval_exactly_once_and_a_void_reverses_it(s
     assert lines_of(november)[-1] == ("drawdown", D("0.00"))
     void_invoice(invoice=approved, user=approver, reason="wrong client")
     assert RetainerEntry.objects.get(kind="reversal").amount == D("300.00")
+    november.refresh_from_db()
+    assert "stale" in november.flags  # it drew on the balance the void changed
     # The void changed the balance November's draft was computed with: approval refuses.
     with pytest.raises(InvalidTransition, match="rebuild it"):
         approve_invoice(invoice=november, user=approver)
