@@ -39,13 +39,13 @@ class InvoiceLine(models.Model):
     unit_price = models.DecimalField(**RATE, default=0)
     amount = models.DecimalField(**MONEY)
     first_date = models.DateField(null=True, blank=True)
-    # Why this line is this amount, in plain data: rate row and level, multiplier, rounding,
-    # classification sources, cap (section 6).
     # Billing semantics 12: the line's tax code (its name, as drafted), its taxable base after
     # the caps' and discount's shares, and its tax when the firm rounds tax per line.
     tax_code = models.CharField(max_length=60, blank=True)
     tax_base = models.DecimalField(**MONEY, null=True, blank=True)
     tax_amount = models.DecimalField(**MONEY, null=True, blank=True)
+    # Why this line is this amount, in plain data: rate row and level, multiplier, rounding,
+    # classification sources, cap (section 6).
     derivation = models.JSONField(default=dict)
 
     class Meta:
