@@ -39,7 +39,9 @@ EXPORTS = [
 ]
 ROLES = importlib.import_module("invoices.migrations.0004_review_desk_roles")
 PASSWORD = "a-long-browser-password"
-CLIENT = "Umbrella Health"  # USD, one line per entry, no cap: a resolved entry moves the total
+# USD, one line per entry, hourly, no cap, a billing code for Development: a resolved entry
+# moves the total (Umbrella Health, the earlier choice, now bills a fixed fee).
+CLIENT = "Acme Legal LLP"
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

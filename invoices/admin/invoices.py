@@ -151,10 +151,18 @@ class InvoiceAdmin(InvoiceReviewViews, MonthEndViews, admin.ModelAdmin):
     def void_view(self, request, pk):
         require_post(request)
         invoice = get_object_or_404(Invoice, pk=pk)
-        try:
-            void_invoice(
-                invoice=invoice, user=request.user, reason=request.POST.get("reason", "")[:500]
+        reason = request.POST.get("reason", "").strip()[:500]
+        if not reason:
+            # Billing semantics 10.4 / issue 16: a void needs its reason (the page's form also
+            # asks the browser to confirm); the audit row and the overview show it.
+            self.message_user(
+                request,
+                f"{invoice.label} was not voided: give the reason for voiding it.",
+                messages.ERROR,
             )
+            return HttpResponseRedirect(reverse("admin:invoices_invoice_change", args=[pk]))
+        try:
+            void_invoice(invoice=invoice, user=request.user, reason=reason)
             self.message_user(
                 request,
                 f"{invoice.label} voided; its entries are free for the next draft.",
