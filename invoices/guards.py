@@ -49,6 +49,8 @@ from invoices.models import (
     ManualLine,
     Rate,
     RateMultiplier,
+    TaxCode,
+    TaxOverride,
 )
 
 FROZEN_ERROR = "check_violation"  # SQLSTATE 23514: Django raises IntegrityError
@@ -482,6 +484,26 @@ pgtrigger.register(
         condition=pgtrigger.AnyChange("default_rate", "currency"),
         func="""
             PERFORM invoices_mark_client_drafts_stale(ARRAY[NULL::bigint], 'the firm rate changed');
+            RETURN NULL;
+        """,
+    )
+)(Firm)
+# Billing semantics 12: a tax code, an override or per line / per invoice taxes any client's
+# lines, so every draft is marked (a NULL client is firm-wide); a client's own code is on its
+# policy, marked above.
+pgtrigger.register(*_configuration_marks("tax_code", "a tax code", "NULL::bigint"))(TaxCode)
+pgtrigger.register(*_configuration_marks("tax_override", "a tax override", "NULL::bigint"))(
+    TaxOverride
+)
+pgtrigger.register(
+    pgtrigger.Trigger(
+        name="firm_tax_marks",
+        level=pgtrigger.Row,
+        when=pgtrigger.After,
+        operation=pgtrigger.Update,
+        condition=pgtrigger.AnyChange("tax_calculation"),
+        func="""
+            PERFORM invoices_mark_client_drafts_stale(ARRAY[NULL::bigint], 'tax rounding changed');
             RETURN NULL;
         """,
     )

@@ -457,3 +457,25 @@ def test_printable_invoice_without_tax_has_no_tax_rows(vat_client):
     )
     assert "Total before tax" not in html and "tax-summary" not in html
     assert html.split('id="invoice-total">')[1][:10] == "135.00</td"  # 150.00 less the 10% discount
+
+
+# --- A change of tax configuration marks drafts stale (they rebuild with it) --------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("change", ["code", "override", "firm"])
+def test_a_tax_configuration_change_marks_the_drafts_stale(vat_client, change):
+    from invoices.models import Firm, Flag, TaxCode, TaxOverride
+    from tests import billing_fixtures as make
+
+    make.entry(vat_client["project"], vat_client["ana"], minutes=60)
+    invoice = _draft()
+    assert Flag.STALE not in invoice.flags
+    if change == "code":
+        TaxCode.objects.filter(pk=vat_client["vat"].pk).update(rate=D("16"))
+    elif change == "override":
+        TaxOverride.objects.create(line_kind="expense", tax_code=None)
+    else:
+        Firm.objects.filter(id=1).update(tax_calculation="line")
+    invoice.refresh_from_db()
+    assert Flag.STALE in invoice.flags
