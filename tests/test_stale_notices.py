@@ -186,3 +186,16 @@ def test_rebuild_all_never_redirects_off_the_site(client, month):
         {"month": "all", "next": "https://evil.example/"},
     )
     assert response["Location"].startswith(reverse("admin:invoices_classification_queue"))
+
+
+def test_a_bulk_decision_in_the_classifications_list_says_which_drafts_are_stale(client, month):
+    client.force_login(month["admin"])
+    response = client.post(
+        reverse("admin:invoices_classification_changelist"),
+        {"action": "mark_not_billable", "_selected_action": [month["vague"].pk]},
+    )
+    page = followed(client, response)
+    assert is_stale(month["october"]) and not is_stale(month["september"])
+    [notice] = [m for m in messages_of(page) if "decided" in m]
+    assert notice.startswith("1 entry decided; 1 draft stale: rebuild before approving")
+    assert rebuild_all_link(notice)

@@ -12,10 +12,11 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from invoices.admin.review_queue import ReviewQueueViews
+from invoices.admin.review_queue import ReviewQueueViews, stale_drafts_notice
 from invoices.errors import BillingError
 from invoices.models import Category, Classification
-from invoices.review import CorrectionRefused, correct_entry, decide_entries
+from invoices.review import CorrectionRefused, correct_entry, decide_entries, stale_drafts
+from timesheets.models import TimeEntry
 
 # The list fits a 1400 px screen: long notes and reasons are cut (the entry's page has them).
 LIST_TEXT_CHARS = 50
@@ -208,12 +209,17 @@ class ClassificationAdmin(ReviewQueueViews, admin.ModelAdmin):
             self.message_user(request, f"Not decided: {exc}", messages.ERROR)
             return
         frozen = len(chosen) - len(decided)
+        # The decided entries' clients: their twins follow by memory, on any of their drafts.
+        clients = TimeEntry.objects.filter(id__in=decided).values("client_id")
         self.message_user(
             request,
-            f"{len(decided)} entr{'y' if len(decided) == 1 else 'ies'} decided"
-            + (f" ({frozen} on approved invoices left as billed)" if frozen else "")
-            + "; the drafts holding them are stale until rebuilt (Review queue: "
-            "Rebuild all stale drafts).",
+            format_html(
+                "{} entr{} decided{}{}",
+                len(decided),
+                "y" if len(decided) == 1 else "ies",
+                f" ({frozen} on approved invoices left as billed)" if frozen else "",
+                stale_drafts_notice(stale_drafts().filter(client_id__in=clients).count()),
+            ),
             messages.SUCCESS,
         )
 
