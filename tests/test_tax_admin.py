@@ -62,3 +62,23 @@ def test_review_page_shows_the_tax_summary(admin_client):
     assert '<div id="tax-summary">' in html
     assert '<td class="num" id="invoice-tax-total">28.50</td>' in html
     assert '<strong id="invoice-total-with-tax">178.50</strong>' in html
+
+
+def test_review_page_explains_each_lines_tax(admin_client):
+    make.firm(currency="EUR")
+    dev = make.category("development")
+    make.rule(dev, task="Dev")
+    vat = TaxCode.objects.create(name="VAT 19%", rate=D("19"), quickbooks_id="5")
+    client = make.client("Lumen GmbH", discount_percent=D("10"))
+    ClientPolicy.objects.filter(client=client).update(tax_code=vat)
+    project = make.project(client, "LUM")
+    make.entry(project, make.person("Ana Pereira", "Partner"), minutes=60)
+    make.rate("150.00", role="Partner")
+    [invoice] = draft_invoices(period=Period.month("2026-10")).invoices
+    html = admin_client.get(
+        reverse("admin:invoices_invoice_change", args=[invoice.pk])
+    ).content.decode()
+    assert (
+        "<strong>Tax</strong> (billing semantics 12): VAT 19%, the client&#x27;s tax code; "
+        "base 135.00 (discount share -15.00); tax on the invoice per code"
+    ) in html
