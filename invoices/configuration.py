@@ -170,8 +170,8 @@ def load_configuration(client_ids: Iterable[int] | None = None) -> Configuration
 
 
 def load_taxes(client_ids: Iterable[int] | None = None) -> dict[int, TaxPolicy]:
-    """Each client's `TaxPolicy` (section 12) in three queries: the firm, the codes and
-    overrides, and the policies' default code ids."""
+    """Each client's `TaxPolicy` (section 12) in four queries, whatever the number of clients:
+    the firm, the codes, the overrides and the policies' default code ids."""
     firm = Firm.load()
     rows = {row.id: row for row in TaxCode.objects.all()}
     codes = {pk: _tax_code_value(row, rows) for pk, row in rows.items()}

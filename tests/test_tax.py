@@ -479,3 +479,26 @@ def test_a_tax_configuration_change_marks_the_drafts_stale(vat_client, change):
         Firm.objects.filter(id=1).update(tax_calculation="line")
     invoice.refresh_from_db()
     assert Flag.STALE in invoice.flags
+
+
+@pytest.mark.django_db
+def test_tax_configuration_loads_in_four_queries_whatever_the_clients(vat_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from invoices.configuration import load_taxes
+    from invoices.models import ClientPolicy, TaxCode, TaxOverride
+    from tests import billing_fixtures as make
+
+    reduced = TaxCode.objects.create(name="VAT 7%", rate=D("7"), applies_after=vat_client["vat"])
+    TaxOverride.objects.create(category=vat_client["dev"], tax_code=reduced)
+    for n in range(5):
+        ClientPolicy.objects.filter(client=make.client(f"Client {n}")).update(tax_code=reduced)
+    with CaptureQueriesContext(connection) as queries:
+        taxes = load_taxes()
+    assert len(queries) == 4
+    assert len(taxes) == 7  # the defaults, Lumen and the five
+    assert [r.name for r in taxes[vat_client["client"].pk].by_category["development"].rates] == [
+        "VAT 19%",
+        "VAT 7%",
+    ]
