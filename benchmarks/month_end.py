@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import os
 import random
 import resource
@@ -319,6 +320,9 @@ def run_one(n: int, clients: int = 40, path: str = "stages") -> None:
         print(f"  {name:<15}{seconds:>9.2f}{cpu:>8.2f}{rate:>12,.0f}{queries:>9}{load:>7.2f}")
     print_floors(results, parse_floor, copy_floor(), pricing_floor(Period.month("2026-10")))
     sys.stdout.flush()
+    if os.environ.get("BENCH_RESULTS"):  # for the parent's linearity summary
+        with open(os.environ["BENCH_RESULTS"], "a") as out:
+            out.write(json.dumps({"n": n, "stages": [r[:2] + r[4:5] for r in results]}) + "\n")
 
 
 def csv_parse_floor(paths: list[Path]) -> tuple[float, float]:
@@ -402,6 +406,27 @@ def print_floors(results: list, parse: tuple, copy: tuple, pricing: tuple) -> No
             f"{wall / floor[0]:.1f}x its wall, {cpu / max(floor[1], 1e-9):.1f}x its CPU"
         )
     print(f"    (csv.reader {parse[0]:.2f} s, {parse[1]:.2f} CPU; COPY {copy[0]:.2f} s)")
+
+
+def print_linearity(path: Path) -> None:
+    """Each stage's wall and CPU seconds per entry at each N, relative to the first N of at
+    least 10,000 (1.00 is perfectly linear; the issue asks for within 20%)."""
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line]
+    runs = [r for r in runs if r["n"] >= 10_000]
+    if len(runs) < 2:
+        return
+    base = {
+        name: (wall / runs[0]["n"], cpu / runs[0]["n"]) for name, wall, cpu in runs[0]["stages"]
+    }
+    print(f"linearity: seconds per entry relative to N = {runs[0]['n']:,} (wall / CPU)")
+    for run in runs[1:]:
+        cells = []
+        for name, wall, cpu in run["stages"]:
+            b_wall, b_cpu = base[name]
+            cells.append(
+                f"{name} {wall / run['n'] / b_wall:.2f} / {cpu / run['n'] / max(b_cpu, 1e-12):.2f}"
+            )
+        print(f"  N = {run['n']:,}: " + ", ".join(cells))
 
 
 def run_user_path(n: int, paths: list[Path], export_dir: Path) -> None:
@@ -494,6 +519,7 @@ def main() -> None:
         return
     url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/billables")
     bench_url = url.rsplit("/", 1)[0] + "/" + BENCH_DB
+    results = Path(tempfile.mkdtemp(prefix="month_end_results_")) / "stages.jsonl"
     for n in args.sizes:
         for path in ["stages", "user"] if args.paths else ["stages"]:
             reset_database(url)
@@ -509,12 +535,15 @@ def main() -> None:
                     path,
                 ],
                 check=True,
-                env={**os.environ, "BENCH_DATABASE_URL": bench_url},
+                env={**os.environ, "BENCH_DATABASE_URL": bench_url, "BENCH_RESULTS": str(results)},
             )
         if args.paths:
             reset_database(url)
             run_cli_path(n, bench_url)
     reset_database(url)
+    if results.exists():
+        print_linearity(results)
+        shutil.rmtree(results.parent)
 
 
 if __name__ == "__main__":
