@@ -102,3 +102,25 @@ def voided_with_successors(invoices: Iterable[Invoice]) -> list[VoidedInvoice]:
             )
         )
     return sorted(out, key=lambda v: (v.invoice.client.name.casefold(), v.invoice.pk))
+
+
+def void_chain(invoice: Invoice) -> tuple[Invoice | None, Invoice | None]:
+    """(the voided invoice this one replaced, the invoice that replaced this one if it is
+    void): the invoice page links both ways, as the overview links a void to its successor.
+    One query."""
+    others = list(
+        Invoice.objects.filter(
+            client_id=invoice.client_id,
+            project_id=invoice.project_id,
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+        )
+        .exclude(pk=invoice.pk)
+        .order_by("created_at", "id")
+    )
+    here = (invoice.created_at, invoice.pk)
+    before = [other for other in others if (other.created_at, other.pk) < here]
+    after = [other for other in others if (other.created_at, other.pk) > here]
+    replaced = before[-1] if before and before[-1].status == InvoiceStatus.VOID else None
+    successor = after[0] if after and invoice.status == InvoiceStatus.VOID else None
+    return replaced, successor

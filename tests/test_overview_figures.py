@@ -123,3 +123,17 @@ def test_a_voided_invoice_without_a_successor_says_so(client, month):
     void_invoice(invoice=month["draft"], user=month["admin"], reason="duplicate")
     client.force_login(month["admin"])
     assert "nothing drafted in its place yet" in overview(client, "2026-10")
+
+
+def test_the_invoice_pages_link_a_void_and_its_successor_both_ways(client, month):
+    first = month["draft"]
+    void_invoice(invoice=first, user=month["admin"], reason="wrong client contact")
+    client.force_login(month["admin"])
+    page = reverse("admin:invoices_invoice_change", args=[first.pk])
+    assert "Void; nothing has been drafted in its place yet." in client.get(page).content.decode()
+    [successor] = draft_invoices(period=OCTOBER).invoices
+    successor_page = reverse("admin:invoices_invoice_change", args=[successor.pk])
+    html = client.get(page).content.decode()
+    assert f'replaced by <a href="{successor_page}">{successor.label}</a>' in html
+    html = client.get(successor_page).content.decode()
+    assert f'Replaces the voided <a href="{page}">{first.label}</a>' in html

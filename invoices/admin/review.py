@@ -34,6 +34,7 @@ from invoices.models import (
     InvoiceStatus,
     QuickBooksConnection,
 )
+from invoices.month_end_figures import void_chain
 from invoices.review import correct_entry, release_hold
 
 
@@ -155,7 +156,10 @@ class InvoiceReviewViews(InvoiceAdjustmentViews):
             )
         user = request.user
         is_draft = invoice.status == InvoiceStatus.DRAFT
+        replaced, successor = void_chain(invoice)
         return {
+            "review_replaces": replaced,
+            "review_successor": successor,
             "review_lines": lines,
             "review_pending": pending,
             "review_pending_groups": pending_by_reason(pending),
