@@ -40,7 +40,15 @@ from invoices.drafting_inputs import (
     who,
 )
 from invoices.errors import BillingError
-from invoices.models import Flag, Invoice, InvoiceEntry, InvoiceEvent, InvoiceLine, InvoiceStatus
+from invoices.models import (
+    Category,
+    Flag,
+    Invoice,
+    InvoiceEntry,
+    InvoiceEvent,
+    InvoiceLine,
+    InvoiceStatus,
+)
 from timesheets.models import Client, TimeEntry
 
 __all__ = [
@@ -458,6 +466,7 @@ def _save_lines_and_links(items: list[_Draft], invoices: list[Invoice], config) 
     """Every line and entry link of the batch, by COPY (two statements, so the statement
     triggers of the guards and audit trail run twice, not once per invoice)."""
     ids = iter(allocate_ids(InvoiceLine, sum(len(item.result.lines) for item in items)))
+    utbms = _utbms_defaults()
     lines, links = [], []
     for item, invoice in zip(items, invoices, strict=True):
         for position, line in enumerate(item.result.lines, start=1):
@@ -479,7 +488,7 @@ def _save_lines_and_links(items: list[_Draft], invoices: list[Invoice], config) 
                     line.unit_price,
                     line.amount,
                     line.first_date,
-                    line.derivation,
+                    _with_utbms(line.derivation, utbms.get(line.category or "")),
                     (tax.code.name if tax and tax.code else ""),
                     tax.base if tax else None,
                     tax.amount if tax else None,
@@ -496,6 +505,22 @@ def _save_lines_and_links(items: list[_Draft], invoices: list[Invoice], config) 
             copy_rows(InvoiceEntry, LINK_FIELDS, links)
     except IntegrityError as exc:
         raise DraftingError(_already_billed(links)) from exc
+
+
+def _utbms_defaults() -> dict[str, dict[str, str]]:
+    """Each category's UTBMS task and activity defaults (section 11), by key: written into
+    the line's derivation when drafted, so an approved invoice's LEDES codes are the ones it
+    was approved with, whatever the category says later (one query)."""
+    defaults = {}
+    rows = Category.objects.values_list("key", "utbms_task_code", "utbms_activity_code")
+    for key, task, activity in rows:
+        if task or activity:
+            defaults[key] = {"task": task, "activity": activity}
+    return defaults
+
+
+def _with_utbms(derivation: dict, codes: dict[str, str] | None) -> dict:
+    return derivation if not codes else {**derivation, "utbms_defaults": codes}
 
 
 def _link(invoice_id: int, line_id: int | None, placement, hashes, reason: str) -> tuple:

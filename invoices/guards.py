@@ -39,6 +39,7 @@ from invoices.history import TrackedTimeEntry
 from invoices.models import (
     BillingCode,
     Cap,
+    Category,
     Classification,
     ClientPolicy,
     EntryAdjustment,
@@ -474,6 +475,9 @@ pgtrigger.register(*_configuration_marks("multiplier", "a rate multiplier", "r.c
     RateMultiplier
 )
 pgtrigger.register(*_configuration_marks("code", "a billing code", "r.client_id"))(BillingCode)
+# A category's name, billable flag, billing and UTBMS codes reach every client's lines, so a
+# change marks every draft (a NULL client is firm-wide).
+pgtrigger.register(*_configuration_marks("category", "a category", "NULL::bigint"))(Category)
 # The firm's default rate (level 9) prices every client without a closer rate.
 pgtrigger.register(
     pgtrigger.Trigger(

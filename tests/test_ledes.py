@@ -21,7 +21,7 @@ from invoices.approval import approve_invoice, void_invoice
 from invoices.drafting import Period, draft_invoices
 from invoices.ledes import FIELDS, LedesRefused, build_ledes, validate_ledes
 from invoices.ledes.file import clean_text, timekeeper_class, timekeeper_name
-from invoices.models import Cap, Invoice
+from invoices.models import Cap, Category, Flag, Invoice
 from invoices.models.utbms import load_utbms_codes
 from tests import billing_fixtures as make
 
@@ -269,6 +269,41 @@ def test_export_writes_the_published_format_from_the_stored_figures(legal, root)
     ]
 
 
+def test_an_approved_invoice_keeps_the_codes_it_was_approved_with(legal, root):
+    """Approval freezes what the client is billed, its UTBMS codes included: the category's
+    defaults are kept with each line when drafted, so editing the category afterwards (for
+    next month's invoices) leaves this invoice's LEDES file as approved."""
+    invoice = approved(root)
+    before = [
+        (r["LINE_ITEM_TASK_CODE"], r["LINE_ITEM_ACTIVITY_CODE"])
+        for r in rows_of(build_ledes(invoice=invoice))
+    ]
+    assert ("L120", "A106") in before
+    meeting = Category.objects.get(key="client-meeting")
+    meeting.utbms_task_code, meeting.utbms_activity_code = "L110", "A101"
+    meeting.save()
+
+    after = [
+        (r["LINE_ITEM_TASK_CODE"], r["LINE_ITEM_ACTIVITY_CODE"])
+        for r in rows_of(build_ledes(invoice=invoice))
+    ]
+    assert after == before
+
+
+def test_editing_a_category_marks_the_open_drafts_stale(legal, root):
+    """A category's codes, name and billable flag are billed through every draft: changing one
+    marks the drafts stale in the same transaction, so none is approved as it was drafted
+    before the change (as a rate or a policy change does)."""
+    [draft] = draft_invoices(period=OCTOBER).invoices
+    meeting = Category.objects.get(key="client-meeting")
+    meeting.utbms_task_code = "L110"
+    meeting.save()
+
+    draft.refresh_from_db()
+    assert Flag.STALE in draft.flags
+    assert draft.events.filter(action="flagged stale", detail__reason="a category changed")
+
+
 def test_line_totals_add_up_to_the_stored_invoice_total_and_round_trip(legal, root):
     draft = add_manual_line(
         client=legal["client"],
@@ -361,10 +396,13 @@ def test_a_draft_or_void_invoice_is_refused(legal, root):
 
 def test_a_missing_utbms_code_refuses_the_export_naming_the_line(legal, root):
     assert legal["client"].policy.requires_utbms
+    discovery = Category.objects.get(key="discovery")
+    discovery.utbms_activity_code = (
+        ""  # before drafting: a line keeps the codes it was drafted with
+    )
+    discovery.save()
     invoice = approved(root)
     line = invoice.lines.get(position=2)
-    line.category.utbms_activity_code = ""
-    line.category.save()
 
     with pytest.raises(LedesRefused) as refused:
         build_ledes(invoice=invoice)

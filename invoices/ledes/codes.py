@@ -5,8 +5,9 @@ category, or the category's, in that order, as drafting chose it) may hold UTBMS
 or more tokens separated by spaces, "/", "," or ";" (`L120`, `L120/A104`). Each token that is
 in the code set counts as what the code set says it is (task, activity or expense); what the
 billing code does not give comes from the line's category (`utbms_task_code`,
-`utbms_activity_code`). So an entry's own billing code overrides the category's default, and a
-free-text billing code that is no UTBMS code (`X100`) simply gives none.
+`utbms_activity_code`) as it was when the line was drafted (kept in its derivation). So an
+entry's own billing code overrides the category's default, and a free-text billing code that
+is no UTBMS code (`X100`) simply gives none.
 """
 
 from __future__ import annotations
@@ -47,12 +48,17 @@ def line_codes(line: InvoiceLine, code_set: CodeSet) -> LineCodes:
         kind = code_set.kind_of(token)
         if kind is not None:
             found.setdefault(kind, token)
+    # The category's defaults as drafted (invoices.drafting writes them into the derivation),
+    # else as they are now, for a line drafted before drafting recorded them.
+    drafted = (line.derivation or {}).get("utbms_defaults")
     category = line.category
-    if category is not None:
-        if category.utbms_task_code:
-            found.setdefault(UtbmsCode.Kind.TASK, category.utbms_task_code)
-        if category.utbms_activity_code:
-            found.setdefault(UtbmsCode.Kind.ACTIVITY, category.utbms_activity_code)
+    if drafted is None and category is not None:
+        drafted = {"task": category.utbms_task_code, "activity": category.utbms_activity_code}
+    if drafted:
+        if drafted.get("task"):
+            found.setdefault(UtbmsCode.Kind.TASK, drafted["task"])
+        if drafted.get("activity"):
+            found.setdefault(UtbmsCode.Kind.ACTIVITY, drafted["activity"])
     return LineCodes(
         task=found.get(UtbmsCode.Kind.TASK, ""),
         activity=found.get(UtbmsCode.Kind.ACTIVITY, ""),
