@@ -19,7 +19,9 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists
 from django.utils import timezone
@@ -28,7 +30,14 @@ from invoices.bulk_copy import allocate_ids, copy_rows, update_rows
 from invoices.classification import classify_entries, entries_to_classify
 from invoices.configuration import Configuration, load_configuration
 from invoices.core.engagements import Engagement
-from invoices.core.pricing import InvoiceDraft, PricingError, price_invoice
+from invoices.core.pricing import (
+    EntryPlacement,
+    InvoiceDraft,
+    ManualCharge,
+    PricedEntry,
+    PricingError,
+    price_invoice,
+)
 from invoices.drafting_inputs import (
     DraftInputs,
     approved_invoices_covering_entry,
@@ -42,6 +51,8 @@ from invoices.drafting_inputs import (
 from invoices.errors import BillingError
 from invoices.models import (
     Category,
+    Classification,
+    ClientPolicy,
     Flag,
     Invoice,
     InvoiceEntry,
@@ -111,7 +122,11 @@ class DraftSummary:
 
 
 def draft_invoices(
-    *, period: Period, client_ids: Iterable[int] | None = None, user=None, reclassify: bool = True
+    *,
+    period: Period,
+    client_ids: Iterable[int] | None = None,
+    user: User | None = None,
+    reclassify: bool = True,
 ) -> DraftSummary:
     """Draft (or rebuild) every client's invoice for `period`. Idempotent: drafting twice
     rebuilds the same drafts in place; approved and void invoices are never touched.
@@ -161,7 +176,7 @@ def _clients_to_draft(period: Period, client_ids: Iterable[int] | None) -> list[
     return sorted(ids)
 
 
-def rebuild_invoice(invoice: Invoice, *, user=None) -> Invoice | None:
+def rebuild_invoice(invoice: Invoice, *, user: User | None = None) -> Invoice | None:
     """Rebuild one draft (after a correction). Returns the rebuilt draft, or None if the
     client's period has nothing left to draft."""
     if invoice.status != InvoiceStatus.DRAFT:
@@ -176,7 +191,9 @@ def rebuild_invoice(invoice: Invoice, *, user=None) -> Invoice | None:
     return next((inv for inv in summary.invoices if inv.project_id == invoice.project_id), None)
 
 
-def hold_reason(entry: TimeEntry, classification, policy) -> str:
+def hold_reason(
+    entry: TimeEntry, classification: Classification | None, policy: ClientPolicy | None
+) -> str:
     """Section 10.2 for one entry and its decision (model instances): see `hold_reason_of`."""
     return hold_reason_of(
         source=entry.source,
@@ -203,7 +220,11 @@ class _Draft:
 
 
 def _draft_batch(
-    client_ids: list[int], period: Period, config: Configuration, summary: DraftSummary, user
+    client_ids: list[int],
+    period: Period,
+    config: Configuration,
+    summary: DraftSummary,
+    user: User | None,
 ) -> None:
     with transaction.atomic():
         # Serializes drafting per client: a concurrent run waits here, then sees our result.
@@ -298,8 +319,8 @@ def _price_client(
     """Each scope of the client (its drafts, and the scopes its entries and manual lines fall
     in) with its priced result, or None when the scope has nothing to bill, review or hold."""
     policy = config.policy(client_id)
-    scopes: dict[int | None, list] = defaultdict(list)
-    manual: dict[int | None, list] = defaultdict(list)
+    scopes: dict[int | None, list[PricedEntry]] = defaultdict(list)
+    manual: dict[int | None, list[ManualCharge]] = defaultdict(list)
     if inputs is not None:
         for entry in inputs.entries:
             scope = entry.project if policy.invoice_per_project else None
@@ -340,7 +361,10 @@ def _price_client(
 
 
 def _fee_scopes(
-    engagement: Engagement | None, per_project: bool, client_id: int, frozen: set
+    engagement: Engagement | None,
+    per_project: bool,
+    client_id: int,
+    frozen: set[tuple[int, int | None]],
 ) -> set[int | None]:
     """Section 13.1: the scopes with a milestone due (an invoice even without time)."""
     if engagement is None:
@@ -351,7 +375,9 @@ def _fee_scopes(
     }
 
 
-def _invoice_values(item: _Draft, period: Period, config: Configuration, now) -> dict:
+def _invoice_values(
+    item: _Draft, period: Period, config: Configuration, now: dt.datetime
+) -> dict[str, Any]:
     policy = config.policy(item.client_id)
     issue = period.end
     return {
@@ -371,7 +397,7 @@ def _invoice_values(item: _Draft, period: Period, config: Configuration, now) ->
 
 
 def _save_invoices(
-    items: list[_Draft], period: Period, config: Configuration, user
+    items: list[_Draft], period: Period, config: Configuration, user: User | None
 ) -> list[Invoice]:
     """Create the new drafts and update the rebuilt ones (never their status or approval
     fields), with a "drafted" event for each new one and a "rebuilt" event for each whose
@@ -423,7 +449,7 @@ def _save_invoices(
     return [item.invoice if item.invoice is not None else next(new) for item in items]
 
 
-def _prepared(invoice: Invoice, name: str):
+def _prepared(invoice: Invoice, name: str) -> Any:
     """A field's value as COPY writes it: flags as their stored strings."""
     value = getattr(invoice, name)
     return [str(flag) for flag in value] if name == "flags" else value
@@ -462,7 +488,9 @@ LINK_FIELDS = (
 )
 
 
-def _save_lines_and_links(items: list[_Draft], invoices: list[Invoice], config) -> None:
+def _save_lines_and_links(
+    items: list[_Draft], invoices: list[Invoice], config: Configuration
+) -> None:
     """Every line and entry link of the batch, by COPY (two statements, so the statement
     triggers of the guards and audit trail run twice, not once per invoice)."""
     ids = iter(allocate_ids(InvoiceLine, sum(len(item.result.lines) for item in items)))
@@ -519,11 +547,20 @@ def _utbms_defaults() -> dict[str, dict[str, str]]:
     return defaults
 
 
-def _with_utbms(derivation: dict, codes: dict[str, str] | None) -> dict:
+def _with_utbms(derivation: dict[str, Any], codes: dict[str, str] | None) -> dict[str, Any]:
     return derivation if not codes else {**derivation, "utbms_defaults": codes}
 
 
-def _link(invoice_id: int, line_id: int | None, placement, hashes, reason: str) -> tuple:
+Link = tuple[Any, ...]  # an entry link's values, in the order of LINK_FIELDS
+
+
+def _link(
+    invoice_id: int,
+    line_id: int | None,
+    placement: EntryPlacement,
+    hashes: dict[int, str],
+    reason: str,
+) -> Link:
     return (
         invoice_id,
         line_id,
@@ -538,7 +575,7 @@ def _link(invoice_id: int, line_id: int | None, placement, hashes, reason: str) 
     )
 
 
-def _already_billed(links: list[tuple]) -> str:
+def _already_billed(links: list[Link]) -> str:
     """Which entries of the batch another live invoice holds (a concurrent writer got there
     first), for a message ops staff can act on."""
     ours = {link[0] for link in links}

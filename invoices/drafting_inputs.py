@@ -18,7 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, OuterRef, Q, Subquery, Sum
+from django.contrib.auth.models import User
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, Sum
 
 from invoices.core.engagements import (
     CapTerms,
@@ -85,7 +86,7 @@ ENTRY_COLUMNS = (
 )
 
 
-def approved_invoices_covering_entry():
+def approved_invoices_covering_entry() -> QuerySet[Invoice]:
     """For a subquery over time entries: the approved invoices of the entry's client (and
     project, when invoiced per project) whose period holds the entry's date. An entry with one
     and no live invoice is late time (section 10.1)."""
@@ -98,7 +99,7 @@ def approved_invoices_covering_entry():
     )
 
 
-def unbilled_manual_lines(start: dt.date, end: dt.date):
+def unbilled_manual_lines(start: dt.date, end: dt.date) -> QuerySet[ManualLine]:
     """Manual lines of the period that no approved invoice has billed: new ones, and those of an
     invoice voided since (they go on its successor, as its entries do). A draft's lines are
     among them: a line is tied to its invoice only when that invoice is approved."""
@@ -142,11 +143,11 @@ def hold_reason_of(
     return ""
 
 
-def who(user) -> str:
+def who(user: User | None) -> str:
     """How a derivation names the reviewer who adjusted something."""
     if user is None:
         return "(deleted user)"
-    return user.get_full_name() or user.get_username()
+    return str(user.get_full_name() or user.get_username())
 
 
 def load_inputs(
@@ -183,7 +184,9 @@ def load_inputs(
     }
 
 
-def _entry_rows(client_ids: list[int], start: dt.date, end: dt.date, release_drafts: bool):
+def _entry_rows(
+    client_ids: list[int], start: dt.date, end: dt.date, release_drafts: bool
+) -> QuerySet[TimeEntry, dict[str, Any]]:
     approved_period = approved_invoices_covering_entry()
     elsewhere = InvoiceEntry.objects.filter(entry=OuterRef("pk"), is_live=True)
     if release_drafts:
@@ -192,7 +195,7 @@ def _entry_rows(client_ids: list[int], start: dt.date, end: dt.date, release_dra
             invoice__period_start=start,
             invoice__period_end=end,
         )
-    return (
+    rows: QuerySet[TimeEntry, dict[str, Any]] = (
         TimeEntry.objects.filter(
             Q(date__gte=start, date__lte=end) | Q(date__lt=start) & Exists(approved_period),
             client_id__in=client_ids,
@@ -206,6 +209,7 @@ def _entry_rows(client_ids: list[int], start: dt.date, end: dt.date, release_dra
         .order_by("client_id", "date", "id")
         .values(*ENTRY_COLUMNS, "approved_period_start")
     )
+    return rows
 
 
 def _people_named(rows: list[dict[str, Any]]) -> dict[int | None, str]:
@@ -320,7 +324,7 @@ def _manual_charges(
     return charges
 
 
-def unbilled_milestones():
+def unbilled_milestones() -> QuerySet[Milestone]:
     """Milestones no approved invoice has billed (a void releases its milestones, 13.1)."""
     return Milestone.objects.filter(
         Q(billed_on__isnull=True) | Q(billed_on__status=InvoiceStatus.VOID)
@@ -416,7 +420,7 @@ def _cap_terms(ids: list[int], start: dt.date, end: dt.date) -> dict[int, list[C
     return caps
 
 
-def _billed_before(caps: list, start: dt.date) -> dict[int, tuple[Decimal, Decimal]]:
+def _billed_before(caps: list[EngagementCap], start: dt.date) -> dict[int, tuple[Decimal, Decimal]]:
     """Per cap: the hours (time lines) and amount (the project's lines, caps included) of
     approved invoices whose period lies in the cap's window and ends before `start`."""
     if not caps:
