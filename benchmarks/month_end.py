@@ -369,15 +369,13 @@ def pricing_floor(period) -> tuple[float, float]:
 
     ids = list(Client.objects.values_list("pk", flat=True))
     config = load_configuration(ids)
-    # The drafts hold the entries now: load them as drafting saw them, live links aside.
-    from invoices.models import InvoiceEntry
-
-    InvoiceEntry.objects.update(is_live=False)  # the benchmark's database is thrown away
+    # The drafts hold the entries now: load them as drafting sees them, drafts released.
     inputs = load_inputs(
         client_ids=ids,
         start=period.start,
         end=period.end,
         bill_approved_only={c: config.policy(c).bill_approved_only for c in ids},
+        release_drafts=True,
     )
     started, cpu = time.perf_counter(), time.process_time()
     for client_id, each in inputs.items():
