@@ -1,6 +1,6 @@
 """`manage.py check_connections [--live]` against the local fakes: one line per connection on
 stdout (ok, or FAILED with what to do), exit status 1 when any failed, and the last result and
-time recorded on each tracker connection for the admin."""
+time recorded on each tracker connection and on the QuickBooks connection for the admin."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from cryptography.fernet import Fernet
 from django.contrib import admin
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.urls import reverse
 from django.utils import timezone
 
 from integrations.encryption import encrypt
@@ -224,6 +225,23 @@ def test_quickbooks_expired_refresh_token_asks_for_a_reconnect(quickbooks):
     lines, failed = check()
     assert failed is not None
     assert lines == ["QuickBooks: FAILED: the refresh token expired; connect QuickBooks again"]
+    assert QuickBooksConnection.objects.get(pk=1).last_check_result == (
+        "failed: the refresh token expired; connect QuickBooks again"
+    )
+
+
+def test_quickbooks_last_check_is_kept_and_shown_on_its_admin_page(quickbooks, admin_client):
+    page = reverse("admin:invoices_quickbooksconnection_changelist")
+    assert b"Last check: never checked" in admin_client.get(page).content
+
+    check("--live")
+
+    conn = QuickBooksConnection.objects.get(pk=1)
+    assert conn.last_check_result.startswith("ok: read company 'Sandbox Company_US_1'")
+    assert conn.last_checked_at is not None
+    when = timezone.localtime(conn.last_checked_at)
+    shown = f"Last check: {conn.last_check_result} ({when:%Y-%m-%d %H:%M})"
+    assert shown.replace("'", "&#x27;").encode() in admin_client.get(page).content
 
 
 def test_nothing_configured_says_so(db):

@@ -22,6 +22,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from integrations.quickbooks import QuickBooksError
@@ -63,6 +64,14 @@ def _redirect_uri(request: HttpRequest) -> str:
     return getattr(settings, "QBO_REDIRECT_URI", "") or request.build_absolute_uri(
         reverse("admin:invoices_quickbooksconnection_callback")
     )
+
+
+def last_check_shown(conn: QuickBooksConnection) -> str:
+    """`manage.py check_connections`' last word on the connection, and when."""
+    if conn.last_checked_at is None:
+        return "never checked (run manage.py check_connections --live)"
+    when = timezone.localtime(conn.last_checked_at)
+    return f"{conn.last_check_result} ({when:%Y-%m-%d %H:%M})"
 
 
 def error_text(exc: Exception) -> str:
@@ -184,6 +193,7 @@ class QuickBooksConnectionAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "title": "QuickBooks Online",
             "conn": conn,
+            "last_check": last_check_shown(conn),
             "opts": self.model._meta,
             "can_change": self.has_change_permission(request),
             "clients": Client.objects.count(),

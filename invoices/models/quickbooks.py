@@ -31,6 +31,10 @@ class QuickBooksConnection(models.Model):
     last_error = models.TextField(blank=True)
     connected_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # `manage.py check_connections`: the last check's outcome ("ok: ..." or "failed: <why>")
+    # and when it ran, shown on the connection's admin page (as a tracker connection keeps its).
+    last_check_result = models.TextField(blank=True, editable=False)
+    last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(id=1), name="qbo_connection_singleton")]

@@ -1,7 +1,8 @@
 """The QuickBooks connection checked before go-live (`manage.py check_connections`): settings
 present, connected, tokens readable and the refresh token not expired; with `live`, one read of
 the company (CompanyInfo) with a valid access token (refreshed first when due, and the rotated
-refresh token stored, as every QuickBooks call does)."""
+refresh token stored, as every QuickBooks call does). The result is kept on the connection for
+its admin page."""
 
 from __future__ import annotations
 
@@ -24,6 +25,12 @@ def check_quickbooks(*, live: bool) -> list[CheckResult]:
     if conn is None and not settings.QBO_CLIENT_ID:
         return []
     ok, detail = _outcome(conn, live=live)
+    if conn is not None:
+        # Two fields only: a live check may have just stored refreshed tokens on the row.
+        QuickBooksConnection.objects.filter(pk=conn.pk).update(
+            last_check_result=("ok: " if ok else "failed: ") + detail,
+            last_checked_at=timezone.now(),
+        )
     return [CheckResult(LABEL, ok, detail)]
 
 

@@ -4,8 +4,8 @@ One line per connection on stdout, `<connection>: ok: <what was proved>` or
 `<connection>: FAILED: <what is wrong and what to do>`; exit status 1 when any failed. Without
 `--live` nothing leaves this machine (settings, options, tokens readable and not expired);
 with `--live` each connection makes one cheap authenticated request (Harvest `/users/me`,
-Clockify `/user`, Toggl `/me`, QuickBooks CompanyInfo). The tracker connections keep the last
-result and time for the admin.
+Clockify `/user`, Toggl `/me`, QuickBooks CompanyInfo). Each tracker connection and the
+QuickBooks connection keeps its last result and time for the admin.
 
 Which services are checked is the `CONNECTION_CHECKS` setting (dotted paths of functions
 taking `live` and returning `integrations.checks.CheckResult`s), so this command, in the
