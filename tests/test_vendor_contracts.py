@@ -447,6 +447,7 @@ def test_quickbooks_invoice_create_example(replay_server, qbo_api):  # noqa: F81
         balance=D("150.0"),
         email_status="NotSet",
         private_note="",
+        total_tax=D("0"),  # the example's TxnTaxDetail.TotalTax, read since the tax work
     )
     [request] = replay_server.requests
     assert request.query == {"minorversion": "75", "requestid": "inv-12-v1"}
