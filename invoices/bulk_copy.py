@@ -83,32 +83,6 @@ def upsert_rows(
     return written
 
 
-def update_rows(
-    model: type[models.Model], fields: Sequence[str], rows: Iterable[Sequence[Any]]
-) -> int:
-    """Set `fields` of existing rows: each row is its primary key then the values of `fields`.
-    What `bulk_update` does, by COPY into a temporary table and one `UPDATE ... FROM`:
-    `bulk_update` builds a CASE expression per row and field, which for 2,000 invoices cost
-    more than drafting them (issue #12)."""
-    opts = model._meta
-    given = [opts.pk, *_fields(model, fields)]
-    columns = ", ".join(f'"{field.column}"' for field in given)
-    assignments = ", ".join(f'"{field.column}" = changed."{field.column}"' for field in given[1:])
-    temp = f"update_{opts.db_table}"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'CREATE TEMPORARY TABLE "{temp}" ON COMMIT DROP AS '
-            f'SELECT {columns} FROM "{opts.db_table}" WITH NO DATA'
-        )
-        written = _copy_into(temp, given, rows)
-        cursor.execute(
-            f'UPDATE "{opts.db_table}" SET {assignments} FROM "{temp}" AS changed '
-            f'WHERE "{opts.db_table}"."{opts.pk.column}" = changed."{opts.pk.column}"'
-        )
-        cursor.execute(f'DROP TABLE "{temp}"')
-    return written
-
-
 def _copy_into(
     table: str, columns: list[models.Field[Any, Any]], rows: Iterable[Sequence[Any]]
 ) -> int:

@@ -143,6 +143,14 @@ def hold_reason_of(
     return ""
 
 
+def source_label_of(tier: str, rule_id: int | None) -> str:
+    """How a line's derivation names the tier that decided ("rule #12", "Memory"), as
+    `Classification.source_label` does for a stored decision."""
+    if tier == Classification.Tier.RULE and rule_id:
+        return f"rule #{rule_id}"
+    return TIERS.get(tier, tier)
+
+
 def who(user: User | None) -> str:
     """How a derivation names the reviewer who adjusted something."""
     if user is None:
@@ -234,12 +242,7 @@ def _priced(
     category_name = row["classification__category__name"] or ""
     billable = bool(row["classification__billable"]) if decided else False
     needs_review = bool(row["classification__needs_review"]) if decided else True
-    if not decided:
-        source_label = "Undecided"
-    elif tier == Classification.Tier.RULE and row["classification__rule_id"]:
-        source_label = f"rule #{row['classification__rule_id']}"
-    else:
-        source_label = TIERS.get(tier, tier)
+    source_label = source_label_of(tier, row["classification__rule_id"]) if decided else "Undecided"
     return PricedEntry(
         id=row["id"],
         date=row["date"],

@@ -46,7 +46,12 @@ from invoices.core.memory import ClientMemory
 from invoices.core.pricing import PricedEntry, PricingError, price_invoice
 from invoices.core.wording import client_wording
 from invoices.drafting import Period, draft_invoices
-from invoices.drafting_inputs import hold_reason_of, load_engagements, load_inputs
+from invoices.drafting_inputs import (
+    hold_reason_of,
+    load_engagements,
+    load_inputs,
+    source_label_of,
+)
 from invoices.models import (
     Classification,
     ClassificationRule,
@@ -252,9 +257,7 @@ def _decided(
     """`priced` as drafting loaded it, with `decision` in place of its stored one (worded and
     held as drafting words and holds a decision)."""
     info = config.categories.get(decision.category) if decision.category else None
-    source = Classification.Tier(decision.tier).label
-    if decision.tier == Tier.RULE and decision.rule_id:
-        source = f"rule #{decision.rule_id}"
+    source = source_label_of(decision.tier, decision.rule_id)
     existing = getattr(entry, "classification", None)
     deliberate = bool(
         existing

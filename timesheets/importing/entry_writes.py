@@ -48,8 +48,8 @@ NEW_COLUMNS = (
     "created_at",
     "updated_at",
 )
-# Written for a changed entry: its content, and that it is (again) at the source, from this file.
-CHANGED_FIELDS = (
+# What an update writes, and so everything the source may change.
+CONTENT_FIELDS = (
     "person",
     "client",
     "project",
@@ -63,9 +63,13 @@ CHANGED_FIELDS = (
     "tracker_invoiced",
     "tracker_approved",
     "content_hash",
-    "connection",
-    "source_updated_at",
-    "deleted_at",
+)
+# Written with the content: where the entry came from, and that it is (again) at the source.
+SYNC_FIELDS = ("connection", "source_updated_at", "deleted_at")
+# Written for a changed entry: its content, that it is (again) at the source, from this file.
+CHANGED_FIELDS = (
+    *CONTENT_FIELDS,
+    *SYNC_FIELDS,
     "pending_source_change",
     "import_batch",
     "updated_at",
@@ -90,6 +94,24 @@ class RowEntry:
     tracker_billable: bool
     tracker_invoiced: bool
     tracker_approved: bool | None
+
+    def columns(self) -> tuple[Any, ...]:
+        """The values of `CONTENT_FIELDS`, in their order, as COPY and UPDATE write them."""
+        return (
+            self.person_id,
+            self.client_id,
+            self.project_id,
+            self.task,
+            self.date,
+            self.start_time,
+            self.duration_seconds,
+            self.notes,
+            self.normalized_notes,
+            self.tracker_billable,
+            self.tracker_invoiced,
+            self.tracker_approved,
+            self.content_hash,
+        )
 
     def content(self) -> dict[str, Any]:
         """As `service.EntryValues.content()` gives it (what a recorded source change holds)."""
@@ -166,19 +188,7 @@ def _insert(source: str, entries: list[RowEntry], *, batch_id: int, now: datetim
                     entry_id,
                     source,
                     e.external_id,
-                    e.person_id,
-                    e.client_id,
-                    e.project_id,
-                    e.task,
-                    e.date,
-                    e.start_time,
-                    e.duration_seconds,
-                    e.notes,
-                    e.normalized_notes,
-                    e.tracker_billable,
-                    e.tracker_invoiced,
-                    e.tracker_approved,
-                    e.content_hash,
+                    *e.columns(),
                     False,
                     None,
                     batch_id,
@@ -201,19 +211,7 @@ def _update_changed(changed: list[tuple[int, RowEntry]], *, batch_id: int, now: 
         [
             (
                 entry_id,
-                e.person_id,
-                e.client_id,
-                e.project_id,
-                e.task,
-                e.date,
-                e.start_time,
-                e.duration_seconds,
-                e.notes,
-                e.normalized_notes,
-                e.tracker_billable,
-                e.tracker_invoiced,
-                e.tracker_approved,
-                e.content_hash,
+                *e.columns(),
                 None,
                 None,
                 None,

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from timesheets.importing.bulk_updates import update_by_pk
 from timesheets.importing.creating import Created, ReviewNeeded
+from timesheets.importing.entry_writes import CHANGED_FIELDS
 from timesheets.importing.errors import ImportRejected, RowError
 from timesheets.importing.internal import INTERNAL_TIME_CHOICES, internal_client_name
 from timesheets.importing.keys import Identity, content_hash
@@ -49,25 +50,6 @@ ANALYZE_AFTER_ROWS = 5000
 # at once would otherwise both see a key as new, and the second would fail on the unique
 # constraint after all its work; in turn, the second sees the first's entries as existing.
 IMPORT_LOCK_ID = int.from_bytes(hashlib.sha256(b"timesheets.importing").digest()[:8], "big") >> 1
-
-# What an update writes, and so everything the source may change.
-CONTENT_FIELDS = (
-    "person",
-    "client",
-    "project",
-    "task",
-    "date",
-    "start_time",
-    "duration_seconds",
-    "notes",
-    "normalized_notes",
-    "tracker_billable",
-    "tracker_invoiced",
-    "tracker_approved",
-    "content_hash",
-)
-# Written with the content: where the entry came from, and that it is (again) at the source.
-SYNC_FIELDS = ("connection", "source_updated_at", "deleted_at")
 
 
 @dataclass(frozen=True)
@@ -374,7 +356,7 @@ def upsert_entries(
         entry.updated_at = now
     update_by_pk(
         [entry for entry, _ in changed],
-        [*CONTENT_FIELDS, *SYNC_FIELDS, "pending_source_change", "import_batch", "updated_at"],
+        CHANGED_FIELDS,
         batch_size=BATCH_SIZE,
     )
 
